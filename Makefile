@@ -1,0 +1,54 @@
+# framefarm — `make demo` runs a whole farm here; `make test` runs the test suite.
+# Both install what they need: apt packages when missing, then a virtualenv in .venv.
+
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# ffmpeg for video, blender for the executable backend, the X/GL libraries the bpy wheel
+# links against, python3-venv for the virtualenv.
+APT_PACKAGES := ffmpeg blender python3-venv libx11-6 libxrender1 libxfixes3 libxi6 \
+	libxkbcommon0 libsm6 libice6 libgl1 libxext6 libxxf86vm1
+PYTHON := $(shell command -v python3.11 || command -v python3)
+
+.PHONY: setup system-deps venv test demo lint addon clean
+
+setup: system-deps venv
+
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing with apt: $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+		{ echo "framefarm needs Python 3.11 (the bpy==5.0.1 wheel exists only for 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[bpy,dev]"
+	touch $@
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy manager runner shared framefarm
+	$(BIN)/pytest
+
+demo: setup
+	$(BIN)/framefarm demo
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy manager runner shared framefarm
+
+addon:
+	$(PYTHON) build_addon.py
+
+clean:
+	rm -rf $(VENV) dist build framefarm-demo .pytest_cache .mypy_cache .ruff_cache

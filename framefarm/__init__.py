@@ -1,0 +1,1 @@
+"""framefarm: a render farm for Blender. The ``framefarm`` command lives here."""

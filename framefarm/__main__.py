@@ -1,0 +1,3 @@
+from framefarm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""``framefarm submit``: send a .blend to a manager from a shell or a pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shared.frames import FrameRangeError, parse_frame_range
+
+
+class SubmitError(Exception):
+    """The manager refused or could not be reached; the message says why."""
+
+
+def _check(response: httpx.Response) -> httpx.Response:
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+            message = f"{body['message']} ({body['code']}, HTTP {response.status_code})"
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {response.status_code}: {response.text[:300]}"
+        raise SubmitError(message)
+    return response
+
+
+def make_client(manager: str, api_key: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=manager.rstrip("/"),
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=httpx.Timeout(600.0, connect=10.0),
+    )
+
+
+def submit_blend(
+    client: httpx.Client,
+    blend: Path,
+    *,
+    frames: str,
+    name: str | None = None,
+    priority: int = 50,
+    chunk_size: int = 3,
+    scene: str | None = None,
+) -> dict[str, Any]:
+    data: dict[str, str] = {"frames": frames, "priority": str(priority), "chunk_size": str(chunk_size)}
+    if name:
+        data["name"] = name
+    if scene:
+        data["scene"] = scene
+    with open(blend, "rb") as f:
+        response = _check(
+            client.post("/api/jobs", data=data, files={"file": (blend.name, f, "application/octet-stream")})
+        )
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def wait_for_job(
+    client: httpx.Client,
+    job_id: int,
+    *,
+    on_status: Callable[[dict[str, Any]], None] | None = None,
+    timeout: float | None = None,
+    poll: float | None = None,
+) -> dict[str, Any]:
+    """Follow ``/status`` (202 + Retry-After while running) until the job is finished."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        response = _check(client.get(f"/api/jobs/{job_id}/status"))
+        status: dict[str, Any] = response.json()
+        if on_status:
+            on_status(status)
+        if response.status_code == 200:
+            return status
+        if deadline is not None and time.monotonic() > deadline:
+            raise SubmitError(f"job {job_id} did not finish within {timeout:.0f} s")
+        time.sleep(poll if poll is not None else float(response.headers.get("Retry-After", "2")))
+
+
+def download_outputs(client: httpx.Client, job_id: int, dest: Path) -> list[Path]:
+    listing = _check(client.get(f"/api/jobs/{job_id}/outputs")).json()
+    paths = []
+    for output in listing["outputs"]:
+        target = dest / output["name"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with client.stream("GET", output["url"]) as response:
+            if response.status_code >= 400:
+                response.read()
+                _check(response)
+            with open(target, "wb") as f:
+                for chunk in response.iter_bytes():
+                    f.write(chunk)
+        paths.append(target)
+    return paths
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "submit", help="submit a .blend to a manager",
+        description="Upload a .blend and render a frame range on the farm.",
+    )
+    parser.add_argument("blend", type=Path, help="the .blend file")
+    parser.add_argument("--frames", required=True, help="frame range, e.g. 1-250 or 1,5,10-20")
+    parser.add_argument("--name", help="job name (default: the file name)")
+    parser.add_argument("--priority", type=int, default=50, help="0-100, higher first")
+    parser.add_argument("--chunk-size", type=int, default=3, help="frames per task")
+    parser.add_argument("--scene", help="scene to render (default: the file's active scene)")
+    parser.add_argument(
+        "--manager", default=os.environ.get("FRAMEFARM_MANAGER", "http://localhost:8080"),
+        help="manager URL (FRAMEFARM_MANAGER)",
+    )
+    parser.add_argument(
+        "--api-key", default=os.environ.get("FRAMEFARM_API_KEY"),
+        help="a user API key (FRAMEFARM_API_KEY)",
+    )
+    parser.add_argument("--wait", action="store_true", help="wait until the job finishes")
+    parser.add_argument("--download", type=Path, help="with --wait: save the outputs here")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.api_key:
+        print("error: give --api-key (or FRAMEFARM_API_KEY): a user API key", file=sys.stderr)
+        return 2
+    if not args.blend.is_file():
+        print(f"error: {args.blend} does not exist", file=sys.stderr)
+        return 2
+    try:
+        parse_frame_range(args.frames)
+    except FrameRangeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with make_client(args.manager, args.api_key) as client:
+            job = submit_blend(
+                client, args.blend, frames=args.frames, name=args.name,
+                priority=args.priority, chunk_size=args.chunk_size, scene=args.scene,
+            )
+            print(f"job {job['id']} queued: {args.manager.rstrip('/')}/api/jobs/{job['id']}")
+            if not args.wait:
+                return 0
+
+            def show(status: dict[str, Any]) -> None:
+                print(f"  {status['status']}: {status['frames_done']}/{status['frame_count']} frames",
+                      file=sys.stderr)
+
+            status = wait_for_job(client, job["id"], on_status=show)
+            if status["succeeded"] and args.download:
+                for path in download_outputs(client, job["id"], args.download):
+                    print(path)
+    except (SubmitError, httpx.TransportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not status["succeeded"]:
+        print(f"job {job['id']} {status['status']}: {status['failure_reason'] or ''}",
+              file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,9 @@
+"""The framefarm manager: jobs, tasks, runners and files behind one HTTP API."""
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+try:
+    __version__ = _version("framefarm")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+source"

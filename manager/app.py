@@ -1,0 +1,86 @@
+"""The manager's FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from manager import __version__
+from manager.db import BEGIN_MODE, is_sqlite, make_engine, migrate, session_scope
+from manager.errors import install_error_handlers
+from manager.routers import health, jobs, runner_api
+from manager.scheduler import requeue_tasks_of_offline_runners
+from manager.settings import ManagerSettings
+from manager.signals import WorkSignal
+from manager.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ManagerSettings | None = None) -> FastAPI:
+    """Build the app; the database is migrated and storage created when it starts."""
+    settings = settings or ManagerSettings()
+    engine = make_engine(settings.database_url, echo=settings.verbose)
+    storage = Storage(settings.storage)
+    signal = WorkSignal()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(migrate, engine)
+        storage.create_folders()
+        signal.bind(asyncio.get_running_loop())
+        sweeper = asyncio.create_task(_sweep_forever(app))
+        log.info("manager ready: database %s, storage %s", engine.url.render_as_string(hide_password=True), storage.root)
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            engine.dispose()
+
+    app = FastAPI(
+        title="framefarm manager",
+        version=__version__,
+        description="Jobs, tasks, runners and files of a Blender render farm.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.write_engine = (
+        engine.execution_options(**{BEGIN_MODE: "IMMEDIATE"}) if is_sqlite(engine) else engine
+    )
+    app.state.storage = storage
+    app.state.work_signal = signal
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(runner_api.router)
+    return app
+
+
+async def _sweep_forever(app: FastAPI) -> None:
+    """Requeue the tasks of runners that stopped heartbeating."""
+    settings: ManagerSettings = app.state.settings
+    interval = max(0.5, min(settings.runner_timeout / 3, 5.0))
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            requeued = await run_in_threadpool(_sweep_once, app)
+        except Exception:
+            log.exception("sweeping for offline runners failed; will try again")
+            continue
+        if requeued:
+            log.warning("requeued tasks %s of runners that went silent", requeued)
+            app.state.work_signal.notify()
+
+
+def _sweep_once(app: FastAPI) -> list[int]:
+    with session_scope(app.state.write_engine) as session:
+        return requeue_tasks_of_offline_runners(session, timeout=app.state.settings.runner_timeout)

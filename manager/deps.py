@@ -1,0 +1,95 @@
+"""FastAPI dependencies, as ``Annotated`` aliases used by every router."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from manager.apikeys import find_api_key, touch_api_key
+from manager.errors import Forbidden, Unauthorized
+from manager.models import ApiKey, User
+from manager.settings import ManagerSettings
+from manager.signals import WorkSignal
+from manager.storage import Storage
+from shared.wire import ApiKeyScope
+
+bearer = HTTPBearer(auto_error=False, description="an API key: Authorization: Bearer ff_…")
+
+
+def get_settings(request: Request) -> ManagerSettings:
+    settings: ManagerSettings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+def get_work_signal(request: Request) -> WorkSignal:
+    signal: WorkSignal = request.app.state.work_signal
+    return signal
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session per request; requests that change state take SQLite's write lock up front."""
+    state = request.app.state
+    engine = state.engine if request.method in ("GET", "HEAD") else state.write_engine
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+SettingsDep = Annotated[ManagerSettings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+WorkSignalDep = Annotated[WorkSignal, Depends(get_work_signal)]
+SessionDep = Annotated[Session, Depends(get_session)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def _api_key(session: Session, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
+    if credentials is None:
+        raise Unauthorized(
+            "no API key given; send 'Authorization: Bearer ff_…' "
+            "(create one with 'framefarm manager keys create')",
+            code="missing_api_key",
+        )
+    record = find_api_key(session, credentials.credentials)
+    if record is None:
+        raise Unauthorized(
+            "the API key is unknown or revoked; check the key or create a new one",
+            code="invalid_api_key",
+        )
+    touch_api_key(session, record)
+    return record
+
+
+def get_runner_key(session: SessionDep, credentials: Credentials) -> ApiKey:
+    record = _api_key(session, credentials)
+    if record.scope != ApiKeyScope.RUNNER:
+        raise Forbidden("this endpoint takes a runner API key", code="wrong_key_scope")
+    return record
+
+
+def get_current_user(session: SessionDep, credentials: Credentials) -> User:
+    record = _api_key(session, credentials)
+    if record.scope != ApiKeyScope.USER or record.user_id is None:
+        raise Forbidden("this endpoint takes a user API key, not a runner key", code="wrong_key_scope")
+    user = session.get(User, record.user_id)
+    if user is None:
+        raise Unauthorized("the user of this API key no longer exists", code="invalid_api_key")
+    return user
+
+
+RunnerKeyDep = Annotated[ApiKey, Depends(get_runner_key)]
+CurrentUser = Annotated[User, Depends(get_current_user)]

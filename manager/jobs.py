@@ -1,0 +1,125 @@
+"""Creating jobs and reading them back in their public shape."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+
+from manager.blendfile import blend_file_version
+from manager.compiler import SIMPLE_BLENDER_RENDER, compile_render_job
+from manager.errors import InvalidInput, NotFound
+from manager.models import Blob, Job, JobFile, Task, User
+from manager.schemas import JobPublic, JobStatusPublic, TaskCounts
+from manager.storage import Storage, safe_relative_path
+from shared.frames import FrameRangeError, parse_frame_range
+from shared.wire import JOB_FINISHED, JobStatus, TaskStatus
+
+
+def parse_frames_or_422(frames: str) -> list[int]:
+    try:
+        return parse_frame_range(frames)
+    except FrameRangeError as exc:
+        raise InvalidInput(str(exc), code="invalid_frame_range") from exc
+
+
+def create_render_job(
+    session: Session,
+    storage: Storage,
+    *,
+    owner: User,
+    upload: Path,
+    sha256: str,
+    size: int,
+    filename: str,
+    frames: str,
+    name: str | None,
+    priority: int,
+    chunk_size: int,
+    scene: str | None,
+) -> Job:
+    """Validate everything first, then store the blob and write the job in one transaction."""
+    frame_list = parse_frames_or_422(frames)
+    blend_name = safe_relative_path(Path(filename or "scene.blend").name)
+    if not blend_name.lower().endswith(".blend"):
+        raise InvalidInput(
+            f"{filename!r} does not end in .blend; upload a Blender scene file", code="not_a_blend"
+        )
+    version = blend_file_version(upload)
+    storage.commit_blob(upload, sha256)
+    if session.get(Blob, sha256) is None:
+        session.add(Blob(sha256=sha256, size=size))
+    job = Job(
+        name=name or Path(blend_name).stem,
+        owner_id=owner.id,
+        job_type=SIMPLE_BLENDER_RENDER,
+        priority=priority,
+        frames=frames.strip(),
+        frame_count=len(frame_list),
+        chunk_size=chunk_size,
+        blend_file=blend_name,
+        blender_version=version,
+        settings={"scene": scene} if scene else {},
+    )
+    session.add(job)
+    session.flush()
+    session.add(JobFile(job_id=job.id, path=blend_name, sha256=sha256, size=size))
+    session.add_all(compile_render_job(job, frame_list))
+    session.commit()
+    return job
+
+
+def get_job_for(session: Session, job_id: int, user: User) -> Job:
+    """The job, if ``user`` may see it (its owner or an admin); 404 otherwise."""
+    job = session.get(Job, job_id)
+    if job is None or (not user.is_admin and job.owner_id != user.id):
+        raise NotFound(f"there is no job {job_id}", code="job_not_found")
+    return job
+
+
+def task_counts(session: Session, job_id: int) -> tuple[TaskCounts, int]:
+    rows = session.execute(
+        select(Task.status, func.count(), func.sum(Task.frames_done))
+        .where(col(Task.job_id) == job_id)
+        .group_by(Task.status)
+    ).all()
+    by_status: Counter[str] = Counter()
+    frames_done = 0
+    for status, count, done in rows:
+        by_status[status] = count
+        frames_done += int(done or 0)
+    counts = TaskCounts(
+        total=sum(by_status.values()),
+        queued=by_status[TaskStatus.QUEUED] + by_status[TaskStatus.SOFT_FAILED]
+        + by_status[TaskStatus.PAUSED],
+        active=by_status[TaskStatus.ACTIVE],
+        completed=by_status[TaskStatus.COMPLETED],
+        failed=by_status[TaskStatus.FAILED],
+        canceled=by_status[TaskStatus.CANCELED],
+    )
+    return counts, frames_done
+
+
+def job_public(session: Session, job: Job) -> JobPublic:
+    counts, frames_done = task_counts(session, job.id or 0)
+    return JobPublic(
+        **job.model_dump(exclude={"settings"}),
+        settings=dict(job.settings),
+        frames_done=frames_done,
+        tasks=counts,
+    )
+
+
+def job_status_public(session: Session, job: Job) -> JobStatusPublic:
+    _, frames_done = task_counts(session, job.id or 0)
+    return JobStatusPublic(
+        id=job.id or 0,
+        status=job.status,
+        finished=job.status in JOB_FINISHED,
+        succeeded=job.status == JobStatus.COMPLETED,
+        frames_done=frames_done,
+        frame_count=job.frame_count,
+        failure_reason=job.failure_reason,
+    )

@@ -1,0 +1,190 @@
+"""SQLModel tables: users, API keys, runners, blobs, jobs, job files, tasks and outputs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from shared.wire import JobStatus, TaskStatus
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored as UTC and always read back timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+def _fk(target: str, *, ondelete: str, nullable: bool = True, index: bool = True) -> Any:
+    return Field(
+        default=None,
+        sa_column=Column(
+            Integer, ForeignKey(target, ondelete=ondelete), nullable=nullable, index=index
+        ),
+    )
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(320), unique=True, nullable=False))
+    name: str = ""
+    password_hash: str | None = None
+    is_admin: bool = False
+    created_at: datetime = _created()
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    prefix: str = Field(description="the first characters of the key, to recognise it")
+    key_hash: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
+    scope: str = Field(description="runner or user")
+    user_id: int | None = _fk("users.id", ondelete="CASCADE")
+    created_at: datetime = _created()
+    last_used_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+
+
+class Runner(SQLModel, table=True):
+    __tablename__ = "runners"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(200), unique=True, nullable=False))
+    api_key_id: int | None = _fk("api_keys.id", ondelete="SET NULL")
+    status: str = "idle"
+    version: str = ""
+    platform: str = ""
+    blender: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    task_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    registered_at: datetime = _created()
+    last_seen_at: datetime | None = _ts(index=True)
+
+
+class Blob(SQLModel, table=True):
+    """A stored file, named by its content."""
+
+    __tablename__ = "blobs"
+
+    sha256: str = Field(sa_column=Column(String(64), primary_key=True))
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = _created()
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    owner_id: int | None = _fk("users.id", ondelete="SET NULL")
+    job_type: str = "simple-blender-render"
+    status: str = Field(default=JobStatus.QUEUED, index=True)
+    priority: int = 50
+    frames: str = Field(description="the frame range as submitted")
+    frame_count: int
+    chunk_size: int
+    blend_file: str = Field(description="path of the .blend inside the job's files")
+    blender_version: str = Field(default="", description="Blender version the .blend was saved by")
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    failure_reason: str | None = None
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+
+
+class JobFile(SQLModel, table=True):
+    """One file of a job's manifest: a relative path and the blob that holds it."""
+
+    __tablename__ = "job_files"
+
+    job_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    )
+    path: str = Field(sa_column=Column(String(1024), primary_key=True))
+    sha256: str = Field(
+        sa_column=Column(String(64), ForeignKey("blobs.sha256"), nullable=False, index=True)
+    )
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_claim", "status", "job_id", "task_order"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    name: str
+    type: str
+    task_order: int
+    status: str = TaskStatus.QUEUED
+    frames: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    commands: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    runner_id: int | None = _fk("runners.id", ondelete="SET NULL")
+    attempts: int = 0
+    frames_done: int = 0
+    activity: str = ""
+    failure_reason: str | None = None
+    lease_expires_at: datetime | None = _ts()
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+    updated_at: datetime = _created()
+
+
+class Output(SQLModel, table=True):
+    """A file a task produced (an EXR frame, a video), kept under ``outputs/<job>/``."""
+
+    __tablename__ = "outputs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    task_id: int | None = _fk("tasks.id", ondelete="SET NULL")
+    name: str = Field(sa_column=Column(String(1024), nullable=False))
+    frame: int | None = None
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = _created()
+
+    __table_args__ = (Index("ux_outputs_job_name", "job_id", "name", unique=True),)

@@ -1,0 +1,368 @@
+"""Runner API: register, heartbeat, claim (long poll), progress, outputs, complete, fail.
+
+Only runner API keys reach these endpoints.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from sqlmodel import Session, col, select
+
+from manager.deps import EngineDep, RunnerKeyDep, SessionDep, SettingsDep, StorageDep, WorkSignalDep
+from manager.errors import Conflict, Forbidden, InvalidInput, NotFound
+from manager.models import ApiKey, Blob, Job, JobFile, Output, Runner, Task, utcnow
+from manager.scheduler import (
+    claim_next_task,
+    complete_task,
+    extend_leases,
+    fail_task,
+    release_task,
+)
+from manager.schemas import (
+    ClaimedJob,
+    ClaimedTask,
+    HeartbeatReply,
+    JobFilePublic,
+    ProgressReply,
+    RunnerRegister,
+    RunnerRegistered,
+    TaskFailure,
+    TaskProgress,
+)
+from manager.storage import safe_relative_path
+from shared.hashing import is_sha256
+from shared.wire import TaskStatus
+
+router = APIRouter(prefix="/api/runner", tags=["runner"])
+MAX_CLAIM_WAIT = 60.0
+
+
+def _runner_for(session: Session, runner_id: int, key: ApiKey) -> Runner:
+    runner = session.get(Runner, runner_id)
+    if runner is None:
+        raise NotFound(f"no runner {runner_id}; register again", code="runner_not_found")
+    if runner.api_key_id != key.id:
+        raise Forbidden("this runner was registered with another API key", code="wrong_runner_key")
+    return runner
+
+
+def _seen(session: Session, runner: Runner, settings_timeout: float) -> None:
+    runner.last_seen_at = utcnow()
+    if runner.status == "offline":
+        runner.status = "idle"
+    session.add(runner)
+    extend_leases(session, runner, lease_seconds=settings_timeout)
+
+
+def _active_task(session: Session, runner: Runner, task_id: int) -> tuple[Task, Job]:
+    task = session.get(Task, task_id)
+    if task is None:
+        raise NotFound(f"no task {task_id}", code="task_not_found")
+    if task.runner_id != runner.id:
+        raise Conflict(f"task {task_id} is not assigned to runner {runner.name}", code="not_yours")
+    if task.status != TaskStatus.ACTIVE:
+        raise Conflict(f"task {task_id} is {task.status}; stop working on it", code="task_not_active")
+    job = session.get(Job, task.job_id)
+    assert job is not None
+    return task, job
+
+
+@router.post("/register", response_model=RunnerRegistered)
+def register(
+    body: RunnerRegister,
+    key: RunnerKeyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    signal: WorkSignalDep,
+) -> RunnerRegistered:
+    """Register (or re-register after a restart) a runner by name."""
+    runner = session.exec(select(Runner).where(Runner.name == body.name)).first()
+    if runner is None:
+        runner = Runner(name=body.name)
+    elif runner.api_key_id not in (None, key.id):
+        raise Conflict(
+            f"a runner named {body.name!r} belongs to another API key; pick another --name",
+            code="runner_name_taken",
+        )
+    runner.api_key_id = key.id
+    runner.version = body.version
+    runner.platform = body.platform
+    runner.blender = body.blender.model_dump() if body.blender else {}
+    runner.task_types = list(body.task_types)
+    runner.status = "idle"
+    runner.last_seen_at = utcnow()
+    session.add(runner)
+    session.flush()
+    # A runner that registers again has restarted: whatever it was doing is lost.
+    orphans = session.exec(
+        select(Task).where(Task.runner_id == runner.id, Task.status == TaskStatus.ACTIVE)
+    ).all()
+    for task in orphans:
+        release_task(task, reason=f"runner {runner.name} restarted")
+        session.add(task)
+    session.commit()
+    if orphans:
+        signal.notify()
+    assert runner.id is not None
+    return RunnerRegistered(
+        id=runner.id,
+        name=runner.name,
+        heartbeat_interval=settings.heartbeat_interval,
+        runner_timeout=settings.runner_timeout,
+    )
+
+
+@router.post("/{runner_id}/heartbeat", response_model=HeartbeatReply)
+def heartbeat(
+    runner_id: int, key: RunnerKeyDep, session: SessionDep, settings: SettingsDep
+) -> HeartbeatReply:
+    """Keep the runner online and extend its task leases."""
+    runner = _runner_for(session, runner_id, key)
+    _seen(session, runner, settings.runner_timeout)
+    session.commit()
+    return HeartbeatReply()
+
+
+@router.post(
+    "/{runner_id}/claim",
+    response_model=ClaimedTask,
+    responses={204: {"description": "no task became runnable while waiting"}},
+)
+async def claim(
+    runner_id: int,
+    key: RunnerKeyDep,
+    session: SessionDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    signal: WorkSignalDep,
+    request: Request,
+    wait: float = 30.0,
+) -> ClaimedTask | Response:
+    """Long poll: answer with a task as soon as one is runnable, or 204 after ``wait`` s."""
+    runner = _runner_for(session, runner_id, key)
+    deadline = time.monotonic() + max(0.0, min(wait, MAX_CLAIM_WAIT))
+    while True:
+        await run_in_threadpool(_touch_runner, session, runner, settings.runner_timeout)
+        task_id = await run_in_threadpool(
+            claim_next_task, engine, runner, lease_seconds=settings.runner_timeout
+        )
+        if task_id is not None:
+            return await run_in_threadpool(_claimed_task, session, runner, task_id)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or await request.is_disconnected():
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        await signal.wait(min(remaining, 5.0))
+
+
+def _touch_runner(session: Session, runner: Runner, timeout: float) -> None:
+    runner.status = "idle"
+    _seen(session, runner, timeout)
+    session.commit()
+
+
+def _claimed_task(session: Session, runner: Runner, task_id: int) -> ClaimedTask:
+    session.expire_all()
+    task = session.get(Task, task_id)
+    assert task is not None
+    job = session.get(Job, task.job_id)
+    assert job is not None and job.id is not None
+    runner.status = "working"
+    session.add(runner)
+    session.commit()
+    files = session.exec(select(JobFile).where(JobFile.job_id == job.id)).all()
+    return ClaimedTask(
+        id=task_id,
+        name=task.name,
+        type=task.type,
+        frames=list(task.frames),
+        commands=list(task.commands),
+        attempt=task.attempts,
+        job=ClaimedJob(
+            id=job.id,
+            name=job.name,
+            priority=job.priority,
+            blend_file=job.blend_file,
+            blender_version=job.blender_version,
+            settings=dict(job.settings),
+            files=[JobFilePublic(path=f.path, sha256=f.sha256, size=f.size) for f in files],
+        ),
+    )
+
+
+@router.post("/{runner_id}/tasks/{task_id}/progress", response_model=ProgressReply)
+def progress(
+    runner_id: int,
+    task_id: int,
+    body: TaskProgress,
+    key: RunnerKeyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+) -> ProgressReply:
+    """Report progress and log lines; the answer says whether to keep running."""
+    runner = _runner_for(session, runner_id, key)
+    _seen(session, runner, settings.runner_timeout)
+    task = session.get(Task, task_id)
+    if task is None or task.runner_id != runner.id or task.status != TaskStatus.ACTIVE:
+        reason = "the task was canceled or handed to another runner"
+        session.commit()
+        return ProgressReply(keep_running=False, reason=reason)
+    if body.frames_done is not None:
+        task.frames_done = min(body.frames_done, len(task.frames))
+    if body.activity is not None:
+        task.activity = body.activity
+    task.updated_at = utcnow()
+    session.add(task)
+    session.commit()
+    if body.log:
+        _append_log(storage.task_log_path(task.job_id, task_id), body.log)
+    return ProgressReply(keep_running=True)
+
+
+def _append_log(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.writelines(line.rstrip("\n") + "\n" for line in lines)
+
+
+@router.put("/{runner_id}/tasks/{task_id}/outputs/{name:path}", status_code=201)
+async def upload_output(
+    runner_id: int,
+    task_id: int,
+    name: str,
+    request: Request,
+    key: RunnerKeyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    x_checksum_sha256: Annotated[str, Header(description="SHA-256 of the body, hex")],
+    x_frame: Annotated[int | None, Header()] = None,
+) -> dict[str, str | int]:
+    """Stream one output file (an EXR frame) into storage, verified against its hash."""
+    runner = await run_in_threadpool(_runner_for, session, runner_id, key)
+    task, job = await run_in_threadpool(_active_task, session, runner, task_id)
+    clean = safe_relative_path(name)
+    expected = x_checksum_sha256.lower()
+    if not is_sha256(expected):
+        raise InvalidInput("X-Checksum-SHA256 must be a hex SHA-256", code="invalid_checksum")
+    with storage.temp_file() as (temp, temp_path):
+        sha256, size = await storage.stream_to_temp(
+            request.stream(), temp, max_bytes=settings.max_upload_bytes
+        )
+        if sha256 != expected:
+            raise InvalidInput(
+                f"upload of {clean!r} arrived damaged (SHA-256 mismatch); send it again",
+                code="checksum_mismatch",
+            )
+        assert job.id is not None
+        storage.commit_output(temp_path, job.id, clean)
+    await run_in_threadpool(_record_output, session, job.id, task_id, clean, x_frame, size, sha256)
+    return {"name": clean, "size": size, "sha256": sha256}
+
+
+def _record_output(
+    session: Session, job_id: int, task_id: int, name: str, frame: int | None, size: int, sha: str
+) -> None:
+    output = session.exec(
+        select(Output).where(Output.job_id == job_id, Output.name == name)
+    ).first()
+    if output is None:
+        output = Output(job_id=job_id, name=name, size=size, sha256=sha)
+    output.task_id, output.frame, output.size, output.sha256 = task_id, frame, size, sha
+    output.created_at = utcnow()
+    session.add(output)
+    session.commit()
+
+
+@router.post("/{runner_id}/tasks/{task_id}/complete", status_code=204)
+def complete(
+    runner_id: int,
+    task_id: int,
+    key: RunnerKeyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    signal: WorkSignalDep,
+) -> Response:
+    """Finish a task; a render task must have delivered every frame."""
+    runner = _runner_for(session, runner_id, key)
+    task, job = _active_task(session, runner, task_id)
+    if task.type == "blender":
+        delivered = set(
+            session.exec(
+                select(Output.frame).where(
+                    Output.task_id == task_id, col(Output.frame).in_(task.frames)
+                )
+            ).all()
+        )
+        missing = [frame for frame in task.frames if frame not in delivered]
+        if missing:
+            raise Conflict(
+                f"task {task.name} cannot complete: frames {missing} were never uploaded",
+                code="outputs_missing",
+            )
+    complete_task(session, task, job)
+    runner.status = "idle"
+    _seen(session, runner, settings.runner_timeout)
+    session.commit()
+    signal.notify()
+    return Response(status_code=204)
+
+
+@router.post("/{runner_id}/tasks/{task_id}/fail", status_code=204)
+def fail(
+    runner_id: int,
+    task_id: int,
+    body: TaskFailure,
+    key: RunnerKeyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    signal: WorkSignalDep,
+) -> Response:
+    """Report a failed attempt; the task is retried until it runs out of attempts."""
+    runner = _runner_for(session, runner_id, key)
+    task, job = _active_task(session, runner, task_id)
+    fail_task(session, task, job, body.reason, max_attempts=settings.task_max_attempts)
+    runner.status = "idle"
+    _seen(session, runner, settings.runner_timeout)
+    session.commit()
+    signal.notify()
+    return Response(status_code=204)
+
+
+@router.post("/{runner_id}/tasks/{task_id}/release", status_code=204)
+def release(
+    runner_id: int,
+    task_id: int,
+    body: TaskFailure,
+    key: RunnerKeyDep,
+    session: SessionDep,
+    signal: WorkSignalDep,
+) -> Response:
+    """Hand a task back unfinished (the runner is shutting down); it is requeued at once."""
+    runner = _runner_for(session, runner_id, key)
+    task, _ = _active_task(session, runner, task_id)
+    release_task(task, reason=body.reason)
+    runner.status = "idle"
+    session.add_all([task, runner])
+    session.commit()
+    signal.notify()
+    return Response(status_code=204)
+
+
+@router.get("/blobs/{sha256}", response_class=FileResponse)
+def download_blob(
+    sha256: str, key: RunnerKeyDep, session: SessionDep, storage: StorageDep
+) -> FileResponse:
+    """A job file by its hash, for the runner's workspace cache."""
+    if not is_sha256(sha256) or session.get(Blob, sha256) is None:
+        raise NotFound(f"no blob {sha256}", code="blob_not_found")
+    path = storage.blob_path(sha256)
+    if not path.is_file():
+        raise NotFound(f"blob {sha256} is missing from storage", code="blob_not_found")
+    return FileResponse(path, media_type="application/octet-stream")

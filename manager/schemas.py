@@ -1,0 +1,158 @@
+"""What the API accepts and returns; table models never leave the manager."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class TaskCounts(BaseModel):
+    total: int = 0
+    queued: int = 0
+    active: int = 0
+    completed: int = 0
+    failed: int = 0
+    canceled: int = 0
+
+
+class JobPublic(BaseModel):
+    id: int
+    name: str
+    job_type: str
+    status: str
+    priority: int
+    frames: str
+    frame_count: int
+    frames_done: int
+    chunk_size: int
+    blend_file: str
+    blender_version: str
+    settings: dict[str, Any]
+    failure_reason: str | None
+    owner_id: int | None
+    tasks: TaskCounts
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobsPublic(BaseModel):
+    jobs: list[JobPublic]
+    count: int
+
+
+class JobStatusPublic(BaseModel):
+    id: int
+    status: str
+    finished: bool = Field(description="true once completed, failed or canceled")
+    succeeded: bool = Field(description="true only for a completed job")
+    frames_done: int
+    frame_count: int
+    failure_reason: str | None
+
+
+class TaskPublic(BaseModel):
+    id: int
+    job_id: int
+    name: str
+    type: str
+    status: str
+    frames: list[int]
+    frames_done: int
+    runner_id: int | None
+    attempts: int
+    activity: str
+    failure_reason: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class OutputPublic(BaseModel):
+    name: str
+    frame: int | None
+    size: int
+    sha256: str
+    url: str
+    created_at: datetime
+
+
+class OutputsPublic(BaseModel):
+    outputs: list[OutputPublic]
+    count: int
+
+
+class BlenderInfo(BaseModel):
+    kind: str = Field(description="executable or bpy")
+    version: str
+    path: str = ""
+
+
+class RunnerRegister(BaseModel):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._@-]+$")
+    version: str = ""
+    platform: str = ""
+    blender: BlenderInfo | None = None
+    task_types: list[str] = Field(default_factory=lambda: ["blender"])
+
+
+class RunnerRegistered(BaseModel):
+    id: int
+    name: str
+    heartbeat_interval: float
+    runner_timeout: float
+
+
+class HeartbeatReply(BaseModel):
+    ok: bool = True
+    canceled_tasks: list[int] = Field(
+        default_factory=list, description="tasks of this runner that must stop now"
+    )
+
+
+class JobFilePublic(BaseModel):
+    path: str
+    sha256: str
+    size: int
+
+
+class ClaimedJob(BaseModel):
+    id: int
+    name: str
+    priority: int
+    blend_file: str
+    blender_version: str
+    settings: dict[str, Any]
+    files: list[JobFilePublic]
+
+
+class ClaimedTask(BaseModel):
+    id: int
+    name: str
+    type: str
+    frames: list[int]
+    commands: list[dict[str, Any]]
+    attempt: int
+    job: ClaimedJob
+
+
+class TaskProgress(BaseModel):
+    frames_done: int | None = Field(None, ge=0)
+    activity: str | None = Field(None, max_length=500)
+    log: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class ProgressReply(BaseModel):
+    keep_running: bool
+    reason: str | None = None
+
+
+class TaskFailure(BaseModel):
+    reason: str = Field(min_length=1, max_length=20_000)
+
+
+class VersionPublic(BaseModel):
+    name: str = "framefarm"
+    version: str

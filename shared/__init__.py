@@ -1,0 +1,1 @@
+"""Code that the manager, the runner and the Blender add-on all need (standard library only)."""

@@ -1,0 +1,44 @@
+"""Names that travel between manager, runner and add-on."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    PAUSE_REQUESTED = "pause-requested"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCEL_REQUESTED = "cancel-requested"
+    CANCELED = "canceled"
+    REQUEUEING = "requeueing"
+
+
+JOB_FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    SOFT_FAILED = "soft-failed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    PAUSED = "paused"
+
+
+class TaskType(StrEnum):
+    BLENDER = "blender"
+    FFMPEG = "ffmpeg"
+    MISC = "misc"
+
+
+class ApiKeyScope(StrEnum):
+    RUNNER = "runner"
+    USER = "user"
+
+
+API_KEY_PREFIX = "ff_"
