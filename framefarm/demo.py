@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         runner_argv += ["--blender", args.blender]
     with background(manager_argv, root / "logs" / "manager.log", env) as manager:
         wait_until_healthy(url, manager)
-        console.print(f"  manager: {url} (API docs at {url}/docs)")
+        console.print(f"  manager: {url}, logs in {root / 'logs'}")
         with background(runner_argv, root / "logs" / "runner.log", env), make_client(url, user_key) as client:
             job = submit_blend(client, scene, frames=args.frames, name="demo", chunk_size=2)
             console.print(f"  submitted job {job['id']}: frames {job['frames']} in {job['tasks']['total']} tasks")
@@ -162,12 +162,13 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"[green]job {job['id']} completed[/]: {len(outputs)} EXR frames in {root / 'output'}")
             for path in outputs:
                 console.print(f"  {path}")
-            console.print(f"  on the manager: {url}/api/jobs/{job['id']}/outputs  (key: {user_key[:10]}…, full key in {root / 'user-api-key.txt'})")
-            key_file = root / "user-api-key.txt"
-            key_file.write_text(user_key + "\n")
-            key_file.chmod(0o600)
+            console.print(f"  stored on the manager under {root / 'storage' / 'outputs' / str(job['id'])}")
             if args.keep_running:
-                console.print("manager and runner keep running; press Ctrl-C to stop")
+                console.print(
+                    f"the manager keeps running at {url} (job: {url}/api/jobs/{job['id']}, "
+                    f"API docs: {url}/docs); press Ctrl-C to stop.\n"
+                    f"  user API key for this demo farm (shown once): {user_key}"
+                )
                 try:
                     while manager.poll() is None:
                         time.sleep(1)

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)-7s %(message)s", handlers=handlers,
         force=True,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if not args.manager or not args.api_key:
         print("error: give --manager URL and --api-key KEY (or FRAMEFARM_MANAGER and "
               "FRAMEFARM_API_KEY)", file=sys.stderr)
