@@ -89,6 +89,8 @@ class Runner(SQLModel, table=True):
     platform: str = ""
     blender: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     task_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    enabled: bool = True
     registered_at: datetime = _created()
     last_seen_at: datetime | None = _ts(index=True)
 
@@ -118,11 +120,49 @@ class Job(SQLModel, table=True):
     blend_file: str = Field(description="path of the .blend inside the job's files")
     blender_version: str = Field(default="", description="Blender version the .blend was saved by")
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    tag: str | None = Field(default=None, description="only runners with this tag take the job")
     failure_reason: str | None = None
+    activity: str = Field(default="", description="why the job is in its state, in words")
     created_at: datetime = _created()
     updated_at: datetime = _created()
     started_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
+
+
+class JobPin(SQLModel, table=True):
+    """Manual assignment: a pinned job runs only on the runners named here."""
+
+    __tablename__ = "job_pins"
+
+    job_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    )
+    runner_name: str = Field(sa_column=Column(String(200), primary_key=True))
+
+
+class JobBlocklist(SQLModel, table=True):
+    """A runner that failed too many tasks of a job gets no more of them."""
+
+    __tablename__ = "job_blocklist"
+
+    job_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    )
+    runner_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("runners.id", ondelete="CASCADE"), primary_key=True)
+    )
+    reason: str = ""
+    created_at: datetime = _created()
+
+
+class FarmSetting(SQLModel, table=True):
+    """Runtime configuration that admins change (``framefarm manager config``)."""
+
+    __tablename__ = "farm_settings"
+
+    key: str = Field(sa_column=Column(String(100), primary_key=True))
+    value: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    updated_at: datetime = _created()
 
 
 class JobFile(SQLModel, table=True):
@@ -164,9 +204,47 @@ class Task(SQLModel, table=True):
     activity: str = ""
     failure_reason: str | None = None
     lease_expires_at: datetime | None = _ts()
+    timeout_seconds: float | None = Field(
+        default=None, description="fail or requeue when no progress arrives for this long"
+    )
+    last_progress_at: datetime | None = _ts()
     started_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
     updated_at: datetime = _created()
+
+
+class TaskDependency(SQLModel, table=True):
+    __tablename__ = "task_dependencies"
+
+    task_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+    )
+    depends_on_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True, index=True
+        )
+    )
+
+
+class TaskFailure(SQLModel, table=True):
+    """One failed attempt of a task on a runner, with the runner's reason."""
+
+    __tablename__ = "task_failures"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    job_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    runner_id: int | None = _fk("runners.id", ondelete="SET NULL")
+    reason: str = ""
+    created_at: datetime = _created()
 
 
 class Output(SQLModel, table=True):

@@ -18,6 +18,7 @@ from runner.blender import (
     RenderResult,
     blender_env,
     build_render_argv,
+    build_script_argv,
     check_render,
     run_render,
 )
@@ -25,6 +26,7 @@ from runner.blender import (
 pytestmark = pytest.mark.blender
 
 FRAMES = [1, 2, 3, 4]
+RENDER_ORDER = [3, 1, 4, 2]  # out of order: no frame may depend on the one rendered before
 
 
 @dataclass
@@ -49,7 +51,9 @@ def farm_render(
         scene = request.getfixturevalue("scene_blender34")
     work = tmp_path_factory.mktemp(f"farm-render-{request.param}")
     output_dir = work / "out"
-    argv = build_render_argv(backend, blend_file=scene, output_dir=output_dir, frames=FRAMES)
+    argv = build_render_argv(
+        backend, blend_file=scene, output_dir=output_dir, frames=RENDER_ORDER, threads=1
+    )
     events: list[RenderEvent] = []
 
     def on_event(event: RenderEvent) -> None:
@@ -68,13 +72,13 @@ def read_exr(path: Path) -> dict[str, np.ndarray]:
 
 def test_every_frame_is_saved_as_half_float_rgba_exr(farm_render: FarmRender) -> None:
     result = farm_render.result
-    check_render(result, FRAMES)
+    check_render(result, RENDER_ORDER)
     assert result.errors == []
     assert result.saved == {
         frame: farm_render.output_dir / f"frame_{frame:06d}.exr" for frame in FRAMES
     }
     images = []
-    for frame, path in result.saved.items():
+    for frame, path in sorted(result.saved.items()):
         exr = OpenEXR.File(str(path), separate_channels=True)
         header, channels = exr.header(), exr.channels()
         assert sorted(channels) == ["A", "B", "G", "R"]
@@ -90,7 +94,8 @@ def test_every_frame_is_saved_as_half_float_rgba_exr(farm_render: FarmRender) ->
 
 def test_events_arrive_in_order(farm_render: FarmRender) -> None:
     names = [(e.name, e.frame) for e in farm_render.events if e.name != "samples"]
-    per_frame = [(name, f) for f in FRAMES for name in ("frame_started", "saved", "frame_finished")]
+    steps = ("frame_started", "saved", "frame_finished")
+    per_frame = [(name, f) for f in RENDER_ORDER for name in steps]
     assert names == [("ready", None), *per_frame, ("done", None)]
 
     ready = farm_render.events[0].data
@@ -99,9 +104,9 @@ def test_events_arrive_in_order(farm_render: FarmRender) -> None:
     assert ready["scene"] == "Scene"
     assert ready["engine"] == "CYCLES"
     assert ready["device"] == "CPU"
-    assert ready["frames"] == FRAMES
+    assert ready["frames"] == RENDER_ORDER
     assert ready["resolution"] == [64, 64]
-    assert farm_render.events[-1].data["frames"] == FRAMES
+    assert farm_render.events[-1].data["frames"] == RENDER_ORDER
     for event in farm_render.events:
         if event.name == "frame_finished":
             assert 0 <= event.data["seconds"] < 30
@@ -119,25 +124,46 @@ def test_sample_progress(farm_render: FarmRender) -> None:
         assert [s for s, _ in mine] == sorted({s for s, _ in mine})
 
 
-def render_reference(backend: BlenderBackend, scene: Path, output_dir: Path, home: Path) -> None:
-    """Render FRAMES as an artist would, with the scene's own settings and no framefarm code."""
+def render_reference(
+    backend: BlenderBackend,
+    scene: Path,
+    output_dir: Path,
+    home: Path,
+    scene_name: str | None = None,
+    frames: list[int] = FRAMES,
+) -> None:
+    """Render frames as an artist would, with the scene's own settings and no framefarm code."""
     pattern = str(output_dir / "frame_######")
+    first, last = str(frames[0]), str(frames[-1])
     if backend.kind == "executable":
-        first, last = str(FRAMES[0]), str(FRAMES[-1])
-        argv = [backend.path, "-b", str(scene), "-o", pattern, "-F", "OPEN_EXR"]
-        argv += ["-s", first, "-e", last, "-a"]
+        argv = [backend.path, "-b", str(scene)]
+        argv += [] if scene_name is None else ["-S", scene_name]
+        argv += ["-o", pattern, "-F", "OPEN_EXR", "-s", first, "-e", last, "-a"]
     else:
         code = (
             "import bpy, sys\n"
-            "bpy.ops.wm.open_mainfile(filepath=sys.argv[1], load_ui=False, use_scripts=False)\n"
-            "bpy.context.scene.render.filepath = sys.argv[2]\n"
+            "path, pattern, first, last, name = sys.argv[1:]\n"
+            "bpy.ops.wm.open_mainfile(filepath=path, load_ui=False, use_scripts=False)\n"
+            "if name:\n"
+            "    bpy.context.window.scene = bpy.data.scenes[name]\n"
+            "scene = bpy.context.scene\n"
+            "scene.render.filepath = pattern\n"
+            "scene.frame_start, scene.frame_end = int(first), int(last)\n"
             "bpy.ops.render.render(animation=True)\n"
         )
-        argv = [backend.path, "-c", code, str(scene), pattern]
+        argv = [backend.path, "-c", code, str(scene), pattern, first, last, scene_name or ""]
     done = subprocess.run(
         argv, env=blender_env(home), capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def assert_same_pixels(actual_path: Path, expected_path: Path) -> None:
+    expected, actual = read_exr(expected_path), read_exr(actual_path)
+    assert sorted(actual) == sorted(expected)
+    for name in expected:
+        assert actual[name].dtype == expected[name].dtype == np.float16
+        assert np.array_equal(actual[name], expected[name]), f"{actual_path.name} {name}"
 
 
 def test_frames_are_pixel_identical_to_an_animation_render(
@@ -146,12 +172,7 @@ def test_frames_are_pixel_identical_to_an_animation_render(
     reference = tmp_path / "reference"
     render_reference(farm_render.backend, farm_render.scene, reference, tmp_path / "home")
     for frame in FRAMES:
-        expected = read_exr(reference / f"frame_{frame:06d}.exr")
-        actual = read_exr(farm_render.result.saved[frame])
-        assert sorted(actual) == sorted(expected)
-        for name in expected:
-            assert actual[name].dtype == expected[name].dtype == np.float16
-            assert np.array_equal(actual[name], expected[name]), f"frame {frame} {name}"
+        assert_same_pixels(farm_render.result.saved[frame], reference / f"frame_{frame:06d}.exr")
 
 
 @pytest.fixture(params=["bpy", "executable"])
@@ -162,6 +183,50 @@ def backend_and_scene(request: pytest.FixtureRequest) -> tuple[BlenderBackend, P
         request.getfixturevalue("blender_exe_backend"),
         request.getfixturevalue("scene_blender34"),
     )
+
+
+ADD_SHOT2 = """
+import sys, bpy
+args = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]
+if args[0] == "--blend":
+    bpy.ops.wm.open_mainfile(filepath=args[1], load_ui=False, use_scripts=False)
+    args = args[2:]
+main = bpy.context.scene
+bpy.ops.scene.new(type="FULL_COPY")
+shot = bpy.context.scene
+shot.name = "Shot2"
+shot.render.resolution_x, shot.render.resolution_y = 32, 16
+bpy.context.window.scene = main
+bpy.ops.wm.save_as_mainfile(filepath=args[0])
+"""
+
+
+def test_a_scene_other_than_the_active_one(
+    backend_and_scene: tuple[BlenderBackend, Path], tmp_path: Path, blender_home: Path
+) -> None:
+    backend, scene = backend_and_scene
+    script, two_scenes = tmp_path / "add_shot2.py", tmp_path / "two-scenes.blend"
+    script.write_text(ADD_SHOT2)
+    argv = build_script_argv(backend, script, [str(two_scenes)], blend_file=scene)
+    env = blender_env(blender_home)
+    subprocess.run(argv, env=env, capture_output=True, timeout=120, check=True)
+
+    frames = [4, 1]
+    argv = build_render_argv(
+        backend, blend_file=two_scenes, output_dir=tmp_path / "o", frames=frames, scene="Shot2"
+    )
+    events: list[RenderEvent] = []
+    result = run_render(argv, env=env, on_event=events.append)
+    check_render(result, frames)
+    assert events[0].data["scene"] == "Shot2"
+    assert events[0].data["resolution"] == [32, 16]
+    for frame in frames:
+        header = OpenEXR.File(str(result.saved[frame])).header()
+        assert (header["Scene"], header["Frame"]) == ("Shot2", str(frame))
+    reference = tmp_path / "reference"
+    render_reference(backend, two_scenes, reference, blender_home, "Shot2", [1, 4])
+    for frame in frames:
+        assert_same_pixels(result.saved[frame], reference / f"frame_{frame:06d}.exr")
 
 
 def test_a_missing_blend_file_fails_with_its_name(
@@ -194,6 +259,31 @@ def test_an_unknown_scene_is_an_error_event(
     with pytest.raises(RenderFailed, match="error: no scene named 'NoSuchScene'"):
         check_render(result, [1])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_render_is_an_error_event(
+    blender_exe_backend: BlenderBackend, scene_blender34: Path, tmp_path: Path, blender_home: Path
+) -> None:
+    # Debian's Blender 3.4 is built without OpenImageDenoise: denoising makes renders fail.
+    denoised = tmp_path / "denoised.blend"
+    code = "import bpy, sys; bpy.context.scene.cycles.use_denoising = True; "
+    code += "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1])"
+    argv = [blender_exe_backend.path, "-b", "--factory-startup", str(scene_blender34)]
+    argv += ["--python-exit-code", "1", "--python-expr", code, "--", str(denoised)]
+    env = blender_env(blender_home)
+    subprocess.run(argv, env=env, capture_output=True, timeout=120, check=True)
+
+    argv = build_render_argv(
+        blender_exe_backend, blend_file=denoised, output_dir=tmp_path / "o", frames=[1, 2]
+    )
+    events: list[RenderEvent] = []
+    result = run_render(argv, env=env, on_event=events.append)
+    assert [e.name for e in events] == ["ready", "frame_started", "error"]
+    assert result.returncode == 1
+    assert result.errors == ["frame 1 failed to render: Error: Build without OpenImageDenoiser"]
+    assert "Error: Build without OpenImageDenoiser" in result.last_lines
+    with pytest.raises(RenderFailed, match="frames never saved: 1, 2; last output:\n"):
+        check_render(result, [1, 2])
 
 
 def test_an_unsupported_device_is_refused(
