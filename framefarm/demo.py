@@ -36,7 +36,9 @@ def add_parser(subparsers: Any) -> None:
         "demo", help="run a manager and a runner here and render a small scene end to end"
     )
     parser.add_argument(
-        "--dir", type=Path, default=Path("framefarm-demo"),
+        "--dir",
+        type=Path,
+        default=Path("framefarm-demo"),
         help="folder for the demo's database, storage, logs and EXRs (emptied first)",
     )
     parser.add_argument("--port", type=int, default=0, help="manager port (default: a free one)")
@@ -44,7 +46,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--size", type=int, default=128, help="square resolution in pixels")
     parser.add_argument("--blender", help="Blender executable or Python with bpy for the runner")
     parser.add_argument(
-        "--keep-running", action="store_true",
+        "--keep-running",
+        action="store_true",
         help="leave the manager and runner up until Ctrl-C, to explore the API",
     )
     parser.set_defaults(handler=run)
@@ -71,7 +74,9 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: floa
 
 
 @contextmanager
-def background(argv: list[str], log_path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def background(
+    argv: list[str], log_path: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     try:
@@ -94,13 +99,24 @@ def build_scene(backend: BlenderBackend, path: Path, *, frames: str, size: int, 
         backend,
         SCRIPTS_DIR / "make_scene.py",
         [
-            "--output", str(path), "--frame-start", first, "--frame-end", last,
-            "--size", str(size), "--samples", "8", "--transparent",
+            "--output",
+            str(path),
+            "--frame-start",
+            first,
+            "--frame-end",
+            last,
+            "--size",
+            str(size),
+            "--samples",
+            "8",
+            "--transparent",
         ],
     )
     result = subprocess.run(argv, env=blender_env(home), capture_output=True, text=True)
     if result.returncode != 0 or not path.is_file():
-        raise RuntimeError(f"building the demo scene failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        raise RuntimeError(
+            f"building the demo scene failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,24 +145,54 @@ def run(args: argparse.Namespace) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("FRAMEFARM_API_KEY", None)
     manager_argv = [
-        sys.executable, "-m", "framefarm", "manager", "--host", "127.0.0.1", "--port", str(port),
-        "--db", str(db_path), "--storage", str(root / "storage"),
+        sys.executable,
+        "-m",
+        "framefarm",
+        "manager",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db",
+        str(db_path),
+        "--storage",
+        str(root / "storage"),
     ]
     runner_argv = [
-        sys.executable, "-m", "framefarm", "runner", "--manager", url, "--api-key", runner_key,
-        "--name", "demo-runner", "--workdir", str(root / "runner"),
+        sys.executable,
+        "-m",
+        "framefarm",
+        "runner",
+        "--manager",
+        url,
+        "--api-key",
+        runner_key,
+        "--name",
+        "demo-runner",
+        "--workdir",
+        str(root / "runner"),
     ]
     if args.blender:
         runner_argv += ["--blender", args.blender]
     with background(manager_argv, root / "logs" / "manager.log", env) as manager:
         wait_until_healthy(url, manager)
         console.print(f"  manager: {url}, logs in {root / 'logs'}")
-        with background(runner_argv, root / "logs" / "runner.log", env), make_client(url, user_key) as client:
+        with (
+            background(runner_argv, root / "logs" / "runner.log", env),
+            make_client(url, user_key) as client,
+        ):
             job = submit_blend(client, scene, frames=args.frames, name="demo", chunk_size=2)
-            console.print(f"  submitted job {job['id']}: frames {job['frames']} in {job['tasks']['total']} tasks")
+            console.print(
+                f"  submitted job {job['id']}: frames {job['frames']} "
+                f"in {job['tasks']['total']} tasks"
+            )
             with Progress(
-                TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+                TextColumn("[bold]rendering"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=console,
             ) as progress:
                 bar = progress.add_task("frames", total=job["frame_count"], status="queued")
 
@@ -159,10 +205,15 @@ def run(args: argparse.Namespace) -> int:
                 console.print(f"  logs: {root / 'logs'}")
                 return 1
             outputs = download_outputs(client, job["id"], root / "output")
-            console.print(f"[green]job {job['id']} completed[/]: {len(outputs)} EXR frames in {root / 'output'}")
+            console.print(
+                f"[green]job {job['id']} completed[/]: "
+                f"{len(outputs)} EXR frames in {root / 'output'}"
+            )
             for path in outputs:
                 console.print(f"  {path}")
-            console.print(f"  stored on the manager under {root / 'storage' / 'outputs' / str(job['id'])}")
+            console.print(
+                f"  stored on the manager under {root / 'storage' / 'outputs' / str(job['id'])}"
+            )
             if args.keep_running:
                 console.print(
                     f"the manager keeps running at {url} (job: {url}/api/jobs/{job['id']}, "

@@ -48,14 +48,20 @@ def submit_blend(
     chunk_size: int = 3,
     scene: str | None = None,
 ) -> dict[str, Any]:
-    data: dict[str, str] = {"frames": frames, "priority": str(priority), "chunk_size": str(chunk_size)}
+    data: dict[str, str] = {
+        "frames": frames,
+        "priority": str(priority),
+        "chunk_size": str(chunk_size),
+    }
     if name:
         data["name"] = name
     if scene:
         data["scene"] = scene
     with open(blend, "rb") as f:
         response = _check(
-            client.post("/api/jobs", data=data, files={"file": (blend.name, f, "application/octet-stream")})
+            client.post(
+                "/api/jobs", data=data, files={"file": (blend.name, f, "application/octet-stream")}
+            )
         )
     job: dict[str, Any] = response.json()
     return job
@@ -102,7 +108,8 @@ def download_outputs(client: httpx.Client, job_id: int, dest: Path) -> list[Path
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "submit", help="submit a .blend to a manager",
+        "submit",
+        help="submit a .blend to a manager",
         description="Upload a .blend and render a frame range on the farm.",
     )
     parser.add_argument("blend", type=Path, help="the .blend file")
@@ -112,11 +119,13 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--chunk-size", type=int, default=3, help="frames per task")
     parser.add_argument("--scene", help="scene to render (default: the file's active scene)")
     parser.add_argument(
-        "--manager", default=os.environ.get("FRAMEFARM_MANAGER", "http://localhost:8080"),
+        "--manager",
+        default=os.environ.get("FRAMEFARM_MANAGER", "http://localhost:8080"),
         help="manager URL (FRAMEFARM_MANAGER)",
     )
     parser.add_argument(
-        "--api-key", default=os.environ.get("FRAMEFARM_API_KEY"),
+        "--api-key",
+        default=os.environ.get("FRAMEFARM_API_KEY"),
         help="a user API key (FRAMEFARM_API_KEY)",
     )
     parser.add_argument("--wait", action="store_true", help="wait until the job finishes")
@@ -139,16 +148,23 @@ def run(args: argparse.Namespace) -> int:
     try:
         with make_client(args.manager, args.api_key) as client:
             job = submit_blend(
-                client, args.blend, frames=args.frames, name=args.name,
-                priority=args.priority, chunk_size=args.chunk_size, scene=args.scene,
+                client,
+                args.blend,
+                frames=args.frames,
+                name=args.name,
+                priority=args.priority,
+                chunk_size=args.chunk_size,
+                scene=args.scene,
             )
             print(f"job {job['id']} queued: {args.manager.rstrip('/')}/api/jobs/{job['id']}")
             if not args.wait:
                 return 0
 
             def show(status: dict[str, Any]) -> None:
-                print(f"  {status['status']}: {status['frames_done']}/{status['frame_count']} frames",
-                      file=sys.stderr)
+                print(
+                    f"  {status['status']}: {status['frames_done']}/{status['frame_count']} frames",
+                    file=sys.stderr,
+                )
 
             status = wait_for_job(client, job["id"], on_status=show)
             if status["succeeded"] and args.download:
@@ -158,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if not status["succeeded"]:
-        print(f"job {job['id']} {status['status']}: {status['failure_reason'] or ''}",
-              file=sys.stderr)
+        print(
+            f"job {job['id']} {status['status']}: {status['failure_reason'] or ''}", file=sys.stderr
+        )
         return 1
     return 0

@@ -36,7 +36,11 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
         storage.create_folders()
         signal.bind(asyncio.get_running_loop())
         sweeper = asyncio.create_task(_sweep_forever(app))
-        log.info("manager ready: database %s, storage %s", engine.url.render_as_string(hide_password=True), storage.root)
+        log.info(
+            "manager ready: database %s, storage %s",
+            engine.url.render_as_string(hide_password=True),
+            storage.root,
+        )
         try:
             yield
         finally:

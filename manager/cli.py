@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         elif args.manager_action == "users":
             with session_scope(engine) as session:
                 user = create_user(session, email=args.email, name=args.name, is_admin=args.admin)
-                print(f"created user {user.email} (id {user.id}{', admin' if user.is_admin else ''})")
+                print(
+                    f"created user {user.email} (id {user.id}{', admin' if user.is_admin else ''})"
+                )
         elif args.manager_action == "keys":
             with session_scope(engine) as session:
                 owner = get_user_by_email(session, args.user) if args.user else None
@@ -103,5 +105,7 @@ def serve(settings: ManagerSettings) -> int:
     from manager.app import create_app
 
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=settings.verbose)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=settings.verbose
+    )
     return 0

@@ -84,7 +84,9 @@ def get_runner_key(session: SessionDep, credentials: Credentials) -> ApiKey:
 def get_current_user(session: SessionDep, credentials: Credentials) -> User:
     record = _api_key(session, credentials)
     if record.scope != ApiKeyScope.USER or record.user_id is None:
-        raise Forbidden("this endpoint takes a user API key, not a runner key", code="wrong_key_scope")
+        raise Forbidden(
+            "this endpoint takes a user API key, not a runner key", code="wrong_key_scope"
+        )
     user = session.get(User, record.user_id)
     if user is None:
         raise Unauthorized("the user of this API key no longer exists", code="invalid_api_key")

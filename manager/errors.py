@@ -76,7 +76,9 @@ class ServiceBusy(FarmError):
 
 
 def error_response(status_code: int, code: str, message: str, **headers: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status_code, headers=headers)
+    return JSONResponse(
+        {"code": code, "message": message}, status_code=status_code, headers=headers
+    )
 
 
 _HTTP_CODES = {

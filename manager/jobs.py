@@ -65,6 +65,7 @@ def create_render_job(
     )
     session.add(job)
     session.flush()
+    assert job.id is not None
     session.add(JobFile(job_id=job.id, path=blend_name, sha256=sha256, size=size))
     session.add_all(compile_render_job(job, frame_list))
     session.commit()
@@ -81,7 +82,7 @@ def get_job_for(session: Session, job_id: int, user: User) -> Job:
 
 def task_counts(session: Session, job_id: int) -> tuple[TaskCounts, int]:
     rows = session.execute(
-        select(Task.status, func.count(), func.sum(Task.frames_done))
+        select(col(Task.status), func.count(), func.sum(col(Task.frames_done)))
         .where(col(Task.job_id) == job_id)
         .group_by(Task.status)
     ).all()
@@ -92,7 +93,8 @@ def task_counts(session: Session, job_id: int) -> tuple[TaskCounts, int]:
         frames_done += int(done or 0)
     counts = TaskCounts(
         total=sum(by_status.values()),
-        queued=by_status[TaskStatus.QUEUED] + by_status[TaskStatus.SOFT_FAILED]
+        queued=by_status[TaskStatus.QUEUED]
+        + by_status[TaskStatus.SOFT_FAILED]
         + by_status[TaskStatus.PAUSED],
         active=by_status[TaskStatus.ACTIVE],
         completed=by_status[TaskStatus.COMPLETED],

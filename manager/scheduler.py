@@ -30,7 +30,7 @@ def claim_next_task(engine: Engine, runner: Runner, *, lease_seconds: float) -> 
     """
     now = utcnow()
     candidate = (
-        select(Task.id)
+        select(col(Task.id))
         .join(Job, col(Job.id) == col(Task.job_id))
         .where(
             col(Task.status).in_([s.value for s in TASK_RUNNABLE]),
@@ -55,7 +55,7 @@ def claim_next_task(engine: Engine, runner: Runner, *, lease_seconds: float) -> 
             frames_done=0,
             activity="claimed",
         )
-        .returning(Task.id, Task.job_id)  # type: ignore[arg-type]
+        .returning(col(Task.id), col(Task.job_id))
     )
     with engine.connect() as conn:
         if is_sqlite(engine):
@@ -70,6 +70,7 @@ def claim_next_task(engine: Engine, runner: Runner, *, lease_seconds: float) -> 
                 .where(col(Job.id) == job_id, col(Job.status) == JobStatus.QUEUED.value)
                 .values(status=JobStatus.ACTIVE.value, started_at=now, updated_at=now)
             )
+    assert task_id is not None
     return int(task_id)
 
 

@@ -10,8 +10,15 @@ J, T = JobStatus, TaskStatus
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     J.QUEUED: frozenset({J.ACTIVE, J.PAUSED, J.CANCELED, J.FAILED, J.COMPLETED}),
     J.ACTIVE: frozenset(
-        {J.COMPLETED, J.FAILED, J.CANCEL_REQUESTED, J.CANCELED, J.PAUSE_REQUESTED, J.PAUSED,
-         J.QUEUED}
+        {
+            J.COMPLETED,
+            J.FAILED,
+            J.CANCEL_REQUESTED,
+            J.CANCELED,
+            J.PAUSE_REQUESTED,
+            J.PAUSED,
+            J.QUEUED,
+        }
     ),
     J.PAUSE_REQUESTED: frozenset({J.PAUSED, J.CANCEL_REQUESTED, J.CANCELED, J.FAILED}),
     J.PAUSED: frozenset({J.QUEUED, J.CANCELED, J.REQUEUEING}),
@@ -24,9 +31,7 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     T.QUEUED: frozenset({T.ACTIVE, T.CANCELED, T.PAUSED}),
-    T.ACTIVE: frozenset(
-        {T.COMPLETED, T.SOFT_FAILED, T.FAILED, T.CANCELED, T.PAUSED, T.QUEUED}
-    ),
+    T.ACTIVE: frozenset({T.COMPLETED, T.SOFT_FAILED, T.FAILED, T.CANCELED, T.PAUSED, T.QUEUED}),
     T.SOFT_FAILED: frozenset({T.ACTIVE, T.CANCELED, T.PAUSED, T.QUEUED}),
     T.PAUSED: frozenset({T.QUEUED, T.CANCELED}),
     T.COMPLETED: frozenset({T.QUEUED}),

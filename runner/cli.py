@@ -25,15 +25,18 @@ def add_parser(subparsers: Any) -> None:
         "runner", help="render tasks from a manager", description="Claim tasks and render them."
     )
     parser.add_argument(
-        "--manager", default=os.environ.get("FRAMEFARM_MANAGER"),
+        "--manager",
+        default=os.environ.get("FRAMEFARM_MANAGER"),
         help="manager URL, e.g. http://farm:8080 (FRAMEFARM_MANAGER)",
     )
     parser.add_argument(
-        "--api-key", default=os.environ.get("FRAMEFARM_API_KEY"),
+        "--api-key",
+        default=os.environ.get("FRAMEFARM_API_KEY"),
         help="a runner API key (FRAMEFARM_API_KEY)",
     )
     parser.add_argument(
-        "--name", default=os.environ.get("FRAMEFARM_RUNNER_NAME") or socket.gethostname(),
+        "--name",
+        default=os.environ.get("FRAMEFARM_RUNNER_NAME") or socket.gethostname(),
         help="runner name shown on the manager (default: host name)",
     )
     parser.add_argument(
@@ -42,7 +45,8 @@ def add_parser(subparsers: Any) -> None:
         "(default: bpy in this Python, then 'blender' on PATH)",
     )
     parser.add_argument(
-        "--workdir", type=Path,
+        "--workdir",
+        type=Path,
         default=Path(os.environ.get("FRAMEFARM_RUNNER_WORKDIR", "framefarm-runner")),
         help="cache and job folders (FRAMEFARM_RUNNER_WORKDIR, default ./framefarm-runner)",
     )
@@ -58,8 +62,7 @@ def choose_backend(path: str | None) -> BlenderBackend:
     backends = find_backends()
     if not backends:
         raise BlenderNotFound(
-            "no Blender found: install Blender (or 'pip install bpy==5.0.1') "
-            "or pass --blender PATH"
+            "no Blender found: install Blender (or 'pip install bpy==5.0.1') or pass --blender PATH"
         )
     return backends[0]
 
@@ -69,13 +72,18 @@ def run(args: argparse.Namespace) -> int:
     if args.log_file:
         handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)-7s %(message)s", handlers=handlers,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        handlers=handlers,
         force=True,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not args.manager or not args.api_key:
-        print("error: give --manager URL and --api-key KEY (or FRAMEFARM_MANAGER and "
-              "FRAMEFARM_API_KEY)", file=sys.stderr)
+        print(
+            "error: give --manager URL and --api-key KEY (or FRAMEFARM_MANAGER and "
+            "FRAMEFARM_API_KEY)",
+            file=sys.stderr,
+        )
         return 2
     try:
         backend = choose_backend(args.blender)

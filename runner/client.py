@@ -89,7 +89,11 @@ class ManagerClient:
         return task
 
     def progress(
-        self, task_id: int, *, frames_done: int | None = None, activity: str | None = None,
+        self,
+        task_id: int,
+        *,
+        frames_done: int | None = None,
+        activity: str | None = None,
         log: list[str] | None = None,
     ) -> bool:
         """Report progress; False means the manager wants the task stopped."""

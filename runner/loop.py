@@ -146,7 +146,10 @@ class Runner:
         self.heartbeat_interval = float(reply["heartbeat_interval"])
         log.info(
             "registered as %s (id %s) with %s using %s",
-            self.name, reply["id"], self.client.base_url, self.backend.label,
+            self.name,
+            reply["id"],
+            self.client.base_url,
+            self.backend.label,
         )
 
     def _heartbeat_forever(self) -> None:
@@ -172,11 +175,13 @@ class Runner:
         except TaskGone as exc:
             log.warning("task %s stopped: %s", task_id, exc.message)
         except TaskAborted as exc:
-            log.warning("task %s aborted: %s", task_id, exc)
-            self._report(lambda: self.client.release(task_id, str(exc)))
+            reason = str(exc)
+            log.warning("task %s aborted: %s", task_id, reason)
+            self._report(lambda: self.client.release(task_id, reason))
         except (RenderFailed, RunnerError) as exc:
-            log.error("task %s failed: %s", task_id, exc)
-            self._report(lambda: self.client.fail(task_id, str(exc)))
+            reason = str(exc)
+            log.error("task %s failed: %s", task_id, reason)
+            self._report(lambda: self.client.fail(task_id, reason))
         finally:
             self.workspace.remove_task_dirs(int(job["id"]), [task_id])
 
@@ -210,7 +215,10 @@ class Runner:
                     path = Path(str(event.data["path"]))
                     uploads.append(
                         uploader.submit(
-                            self.client.upload_output, task_id, path, name=path.name,
+                            self.client.upload_output,
+                            task_id,
+                            path,
+                            name=path.name,
                             frame=event.frame,
                         )
                     )

@@ -36,7 +36,8 @@ def parse_frame_range(text: str, *, max_frames: int = MAX_FRAMES) -> list[int]:
             )
         if end - start + 1 + len(frames) > max_frames:
             raise FrameRangeError(
-                f"frame range {text!r} has more than {max_frames} frames; split it into several jobs"
+                f"frame range {text!r} has more than {max_frames} frames; "
+                "split it into several jobs"
             )
         frames.update(range(start, end + 1))
     return sorted(frames)

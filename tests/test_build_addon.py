@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_zip_holds_the_addon_and_shared_code(tmp_path: Path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "build_addon.py"), "--output", str(tmp_path)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     archive = Path(done.stdout.strip())
     names = zipfile.ZipFile(archive).namelist()
@@ -29,7 +31,8 @@ def test_zip_holds_the_addon_and_shared_code(tmp_path: Path):
 @pytest.mark.blender
 def test_blender_installs_and_enables_the_zip(tmp_path: Path):
     subprocess.run(
-        [sys.executable, str(ROOT / "build_addon.py"), "--output", str(tmp_path)], check=True,
+        [sys.executable, str(ROOT / "build_addon.py"), "--output", str(tmp_path)],
+        check=True,
         capture_output=True,
     )
     code = (
@@ -42,7 +45,10 @@ def test_blender_installs_and_enables_the_zip(tmp_path: Path):
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "framefarm-addon.zip")],
-        capture_output=True, text=True, env=blender_env(tmp_path / "home"), cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=blender_env(tmp_path / "home"),
+        cwd=tmp_path,
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr

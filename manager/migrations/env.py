@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
+from sqlmodel import SQLModel
 
 import manager.models  # noqa: F401  (registers the tables)
-from sqlmodel import SQLModel
 
 target_metadata = SQLModel.metadata
 

@@ -67,7 +67,9 @@ def _active_task(session: Session, runner: Runner, task_id: int) -> tuple[Task, 
     if task.runner_id != runner.id:
         raise Conflict(f"task {task_id} is not assigned to runner {runner.name}", code="not_yours")
     if task.status != TaskStatus.ACTIVE:
-        raise Conflict(f"task {task_id} is {task.status}; stop working on it", code="task_not_active")
+        raise Conflict(
+            f"task {task_id} is {task.status}; stop working on it", code="task_not_active"
+        )
     job = session.get(Job, task.job_id)
     assert job is not None
     return task, job

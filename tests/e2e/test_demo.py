@@ -17,10 +17,21 @@ def test_demo_renders_every_frame(tmp_path: Path):
     env = {**os.environ, "HOME": str(tmp_path / "home")}
     done = subprocess.run(
         [
-            sys.executable, "-m", "framefarm", "demo", "--dir", str(tmp_path / "demo"),
-            "--frames", "1-3", "--size", "48",
+            sys.executable,
+            "-m",
+            "framefarm",
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--frames",
+            "1-3",
+            "--size",
+            "48",
         ],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     logs = "\n".join(p.read_text()[-3000:] for p in (tmp_path / "demo" / "logs").glob("*.log"))
     assert done.returncode == 0, done.stdout + done.stderr + logs

@@ -22,7 +22,9 @@ def render_on_farm(
 ) -> tuple[dict, list[Path]]:
     farm.start_runner(backend, "node-1")
     with farm.client() as client:
-        job = submit_blend(client, blend, frames=f"{FRAMES[0]}-{FRAMES[-1]}", chunk_size=2, **options)  # type: ignore[arg-type]
+        job = submit_blend(
+            client, blend, frames=f"{FRAMES[0]}-{FRAMES[-1]}", chunk_size=2, **options
+        )  # type: ignore[arg-type]
         status = wait_for_job(client, job["id"], timeout=180, poll=0.2)
         outputs = download_outputs(client, job["id"], dest) if status["succeeded"] else []
     return status, outputs
@@ -33,7 +35,10 @@ def test_farm_renders_exrs_identical_to_blender(
     live_farm: LiveFarm, request: pytest.FixtureRequest, tmp_path: Path, backend_name: str
 ):
     if backend_name == "bpy":
-        backend, scene = request.getfixturevalue("bpy_backend"), request.getfixturevalue("scene_bpy")
+        backend, scene = (
+            request.getfixturevalue("bpy_backend"),
+            request.getfixturevalue("scene_bpy"),
+        )
     else:
         backend = request.getfixturevalue("blender_exe_backend")
         scene = request.getfixturevalue("scene_blender34")
@@ -60,7 +65,9 @@ def test_farm_renders_exrs_identical_to_blender(
 def test_a_failing_render_fails_the_job_with_blenders_reason(
     live_farm: LiveFarm, bpy_backend: BlenderBackend, scene_bpy: Path, tmp_path: Path
 ):
-    status, outputs = render_on_farm(live_farm, bpy_backend, scene_bpy, tmp_path, scene="NoSuchScene")
+    status, outputs = render_on_farm(
+        live_farm, bpy_backend, scene_bpy, tmp_path, scene="NoSuchScene"
+    )
     assert status["status"] == "failed"
     assert status["succeeded"] is False
     assert "NoSuchScene" in status["failure_reason"]
@@ -73,26 +80,53 @@ def test_submit_command_waits_and_downloads(
     live_farm.start_runner(bpy_backend, "node-cli")
     done = subprocess.run(
         [
-            sys.executable, "-m", "framefarm", "submit", str(scene_bpy), "--frames", "2-3",
-            "--manager", live_farm.url, "--api-key", live_farm.user_key, "--wait",
-            "--download", str(tmp_path / "out"),
+            sys.executable,
+            "-m",
+            "framefarm",
+            "submit",
+            str(scene_bpy),
+            "--frames",
+            "2-3",
+            "--manager",
+            live_farm.url,
+            "--api-key",
+            live_farm.user_key,
+            "--wait",
+            "--download",
+            str(tmp_path / "out"),
         ],
-        capture_output=True, text=True, timeout=180, env=live_farm.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=live_farm.env,
     )
     assert done.returncode == 0, done.stderr + live_farm.logs()
     assert "job 1 queued" in done.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "frame_000002.exr", "frame_000003.exr"
+        "frame_000002.exr",
+        "frame_000003.exr",
     ]
 
 
 def test_submit_command_reports_a_bad_key(live_farm: LiveFarm, scene_bpy: Path):
     done = subprocess.run(
         [
-            sys.executable, "-m", "framefarm", "submit", str(scene_bpy), "--frames", "1",
-            "--manager", live_farm.url, "--api-key", "ff_wrong",
+            sys.executable,
+            "-m",
+            "framefarm",
+            "submit",
+            str(scene_bpy),
+            "--frames",
+            "1",
+            "--manager",
+            live_farm.url,
+            "--api-key",
+            "ff_wrong",
         ],
-        capture_output=True, text=True, timeout=60, env=live_farm.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=live_farm.env,
     )
     assert done.returncode == 1
     assert "unknown or revoked" in done.stderr

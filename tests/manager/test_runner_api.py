@@ -27,7 +27,9 @@ def claim(farm: Farm, runner_id: int, wait: float = 0):
     )
 
 
-def upload(farm: Farm, runner_id: int, task_id: int, frame: int, body: bytes, sha: str | None = None):
+def upload(
+    farm: Farm, runner_id: int, task_id: int, frame: int, body: bytes, sha: str | None = None
+):
     return farm.client.put(
         f"/api/runner/{runner_id}/tasks/{task_id}/outputs/frame_{frame:06d}.exr",
         headers={
@@ -63,9 +65,10 @@ def test_a_job_runs_to_completion_through_the_runner_api(farm: Farm, scene_bpy: 
         f"/api/runner/blobs/{task['job']['files'][0]['sha256']}", headers=farm.auth(farm.runner_key)
     )
     assert blob.content == scene_bpy.read_bytes()
-    assert farm.client.get(f"/api/jobs/{job['id']}", headers=farm.auth(farm.user_key)).json()[
-        "status"
-    ] == "active"
+    assert (
+        farm.client.get(f"/api/jobs/{job['id']}", headers=farm.auth(farm.user_key)).json()["status"]
+        == "active"
+    )
 
     progress = farm.client.post(
         f"/api/runner/{runner_id}/tasks/{task['id']}/progress",
@@ -114,7 +117,9 @@ def test_damaged_upload_is_refused_and_not_stored(farm: Farm, scene_bpy: Path):
     task = claim(farm, runner_id).json()
     response = upload(farm, runner_id, task["id"], 1, b"the bytes", sha="0" * 64)
     assert_error(response, 422, "checksum_mismatch")
-    outputs = farm.client.get(f"/api/jobs/{task['job']['id']}/outputs", headers=farm.auth(farm.user_key))
+    outputs = farm.client.get(
+        f"/api/jobs/{task['job']['id']}/outputs", headers=farm.auth(farm.user_key)
+    )
     assert outputs.json()["count"] == 0
     assert not list((farm.settings.storage / "outputs").rglob("*.exr"))
 
@@ -196,7 +201,9 @@ def test_runner_api_takes_runner_keys_only(farm: Farm):
         "/api/runner/register", headers=farm.auth(farm.user_key), json={"name": "sneaky"}
     )
     assert_error(response, 403, "wrong_key_scope")
-    assert_error(farm.client.post("/api/runner/register", json={"name": "x"}), 401, "missing_api_key")
+    assert_error(
+        farm.client.post("/api/runner/register", json={"name": "x"}), 401, "missing_api_key"
+    )
 
 
 def test_bad_runner_name_is_422(farm: Farm):
