@@ -8,10 +8,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # ffmpeg for video, blender for the executable backend, the X/GL libraries the bpy wheel
 # links against, python3-venv for the virtualenv.
 APT_PACKAGES := ffmpeg blender python3-venv libx11-6 libxrender1 libxfixes3 libxi6 \
-	libxkbcommon0 libsm6 libice6 libgl1 libxext6 libxxf86vm1
+	libxkbcommon0 libsm6 libice6 libgl1 libxext6 libxxf86vm1 postgresql
+# The test suite runs the scheduler and API tests on a real PostgreSQL server too.
+PG_RUN := $(if $(SUDO),sudo -u postgres,runuser -u postgres --)
+export FRAMEFARM_TEST_POSTGRES_URL ?= postgresql+psycopg://framefarm_test:framefarm_test@127.0.0.1:5432/postgres
 PYTHON := $(shell command -v python3.11 || command -v python3)
 
-.PHONY: setup system-deps venv test demo lint addon clean
+.PHONY: setup system-deps venv postgres test demo lint addon clean
 
 setup: system-deps venv
 
@@ -35,7 +38,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[bpy,dev]"
 	touch $@
 
-test: setup
+postgres: system-deps
+	@pg_lsclusters -h | awk '$$4 == "online" {found=1} END {exit !found}' || \
+		$(SUDO) pg_ctlcluster $$(pg_lsclusters -h | awk 'NR==1 {print $$1}') main start
+	@$(PG_RUN) psql -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'framefarm_test'" | grep -q 1 || \
+		$(PG_RUN) psql -qc "CREATE ROLE framefarm_test LOGIN CREATEDB PASSWORD 'framefarm_test'"
+
+test: setup postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy manager runner shared framefarm

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, create_engine, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from blender_scripts import SCRIPTS_DIR
 from runner.blender import (
@@ -109,3 +114,44 @@ def scene_blender34(
     """The same scene saved by the Blender executable (3.4), which every later version opens."""
     path = tmp_path_factory.mktemp("scene-blender34") / "scene.blend"
     return make_scene(blender_exe_backend, path, frame_start=1, frame_end=4, size=64, samples=4)
+
+
+# ---------------------------------------------------------------------------------------
+# Databases: every manager test runs on SQLite and on a real PostgreSQL server
+# ---------------------------------------------------------------------------------------
+
+POSTGRES_URL = os.environ.get(
+    "FRAMEFARM_TEST_POSTGRES_URL",
+    "postgresql+psycopg://framefarm_test:framefarm_test@127.0.0.1:5432/postgres",
+)
+
+
+def _postgres_admin_engine() -> Engine:
+    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc.orig}); "
+            "`make postgres` starts it and creates the test role (`make test` does this)"
+        )
+    return engine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'framefarm.db'}"
+        return
+    admin = _postgres_admin_engine()
+    name = f"framefarm_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()

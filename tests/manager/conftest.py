@@ -31,9 +31,9 @@ class Farm:
 
 
 @pytest.fixture
-def manager_settings(tmp_path: Path) -> ManagerSettings:
+def manager_settings(tmp_path: Path, database_url: str) -> ManagerSettings:
     return ManagerSettings(
-        db=str(tmp_path / "framefarm.db"),
+        db=database_url,
         storage=tmp_path / "storage",
         runner_timeout=30,
     )

@@ -11,11 +11,11 @@ from sqlmodel import SQLModel
 
 import manager.models  # noqa: F401
 from manager.db import make_engine, migrate
-from manager.settings import database_url
+from manager.settings import database_url as sqlite_url
 
 
-def test_migrations_match_the_models(tmp_path: Path):
-    engine = make_engine(database_url(str(tmp_path / "m.db")))
+def test_migrations_match_the_models(database_url: str):
+    engine = make_engine(database_url)
     migrate(engine)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -27,7 +27,7 @@ def test_migrations_match_the_models(tmp_path: Path):
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path):
-    engine = make_engine(database_url(str(tmp_path / "m.db")))
+    engine = make_engine(sqlite_url(str(tmp_path / "m.db")))
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
