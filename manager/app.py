@@ -15,10 +15,10 @@ from manager import __version__
 from manager.db import BEGIN_MODE, is_sqlite, make_engine, migrate, session_scope
 from manager.errors import install_error_handlers
 from manager.routers import health, jobs, runner_api
-from manager.scheduler import requeue_tasks_of_offline_runners
 from manager.settings import ManagerSettings
 from manager.signals import WorkSignal
 from manager.storage import Storage
+from manager.sweeper import sweep
 
 log = logging.getLogger(__name__)
 
@@ -87,4 +87,4 @@ async def _sweep_forever(app: FastAPI) -> None:
 
 def _sweep_once(app: FastAPI) -> list[int]:
     with session_scope(app.state.write_engine) as session:
-        return requeue_tasks_of_offline_runners(session, timeout=app.state.settings.runner_timeout)
+        return sweep(session, runner_timeout=app.state.settings.runner_timeout)

@@ -11,8 +11,19 @@ from sqlmodel import Session, col
 from manager.blendfile import blend_file_version
 from manager.compiler import SIMPLE_BLENDER_RENDER, compile_render_job
 from manager.errors import InvalidInput, NotFound
-from manager.models import Blob, Job, JobFile, Task, User
-from manager.schemas import JobPublic, JobStatusPublic, TaskCounts
+from manager.farm_settings import get_setting
+from manager.models import (
+    Blob,
+    Job,
+    JobBlocklist,
+    JobFile,
+    JobPin,
+    Runner,
+    Task,
+    TaskDependency,
+    User,
+)
+from manager.schemas import BlocklistEntry, JobPublic, JobStatusPublic, TaskCounts, TaskPublic
 from manager.storage import Storage, safe_relative_path
 from shared.frames import FrameRangeError, parse_frame_range
 from shared.wire import JOB_FINISHED, JobStatus, TaskStatus
@@ -37,8 +48,10 @@ def create_render_job(
     frames: str,
     name: str | None,
     priority: int,
-    chunk_size: int,
+    chunk_size: int | None,
     scene: str | None,
+    tag: str | None = None,
+    runners: list[str] | None = None,
 ) -> Job:
     """Validate everything first, then store the blob and write the job in one transaction."""
     frame_list = parse_frames_or_422(frames)
@@ -48,6 +61,8 @@ def create_render_job(
             f"{filename!r} does not end in .blend; upload a Blender scene file", code="not_a_blend"
         )
     version = blend_file_version(upload)
+    if chunk_size is None:
+        chunk_size = int(get_setting(session, "frames-per-render-task"))
     storage.commit_blob(upload, sha256)
     if session.get(Blob, sha256) is None:
         session.add(Blob(sha256=sha256, size=size))
@@ -62,11 +77,13 @@ def create_render_job(
         blend_file=blend_name,
         blender_version=version,
         settings={"scene": scene} if scene else {},
+        tag=tag or None,
     )
     session.add(job)
     session.flush()
     assert job.id is not None
     session.add(JobFile(job_id=job.id, path=blend_name, sha256=sha256, size=size))
+    session.add_all(JobPin(job_id=job.id, runner_name=name) for name in sorted(set(runners or [])))
     session.add_all(compile_render_job(job, frame_list))
     session.commit()
     return job
@@ -106,12 +123,29 @@ def task_counts(session: Session, job_id: int) -> tuple[TaskCounts, int]:
 
 def job_public(session: Session, job: Job) -> JobPublic:
     counts, frames_done = task_counts(session, job.id or 0)
+    pins = session.scalars(
+        select(col(JobPin.runner_name)).where(col(JobPin.job_id) == job.id)
+    ).all()
+    blocked = session.execute(
+        select(col(Runner.name), col(JobBlocklist.reason))
+        .join(Runner, col(Runner.id) == col(JobBlocklist.runner_id))
+        .where(col(JobBlocklist.job_id) == job.id)
+    ).all()
     return JobPublic(
         **job.model_dump(exclude={"settings"}),
         settings=dict(job.settings),
         frames_done=frames_done,
         tasks=counts,
+        runners=list(pins),
+        blocklist=[BlocklistEntry(runner=name, reason=reason) for name, reason in blocked],
     )
+
+
+def task_public(session: Session, task: Task) -> TaskPublic:
+    depends_on = session.scalars(
+        select(col(TaskDependency.depends_on_id)).where(col(TaskDependency.task_id) == task.id)
+    ).all()
+    return TaskPublic.model_validate({**task.model_dump(), "depends_on": list(depends_on)})
 
 
 def job_status_public(session: Session, job: Job) -> JobStatusPublic:

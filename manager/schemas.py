@@ -17,12 +17,21 @@ class TaskCounts(BaseModel):
     canceled: int = 0
 
 
+class BlocklistEntry(BaseModel):
+    runner: str
+    reason: str
+
+
 class JobPublic(BaseModel):
     id: int
     name: str
     job_type: str
     status: str
+    activity: str = Field(description="why the job is in its state")
     priority: int
+    tag: str | None
+    runners: list[str] = Field(description="runners the job is pinned to; empty: any runner")
+    blocklist: list[BlocklistEntry]
     frames: str
     frame_count: int
     frames_done: int
@@ -61,6 +70,7 @@ class TaskPublic(BaseModel):
     type: str
     status: str
     frames: list[int]
+    depends_on: list[int] = Field(default_factory=list)
     frames_done: int
     runner_id: int | None
     attempts: int
@@ -96,6 +106,9 @@ class RunnerRegister(BaseModel):
     platform: str = ""
     blender: BlenderInfo | None = None
     task_types: list[str] = Field(default_factory=lambda: ["blender"])
+    tags: list[str] | None = Field(
+        None, description="runner tags; None keeps the tags the manager has for this runner"
+    )
 
 
 class RunnerRegistered(BaseModel):
@@ -151,6 +164,36 @@ class ProgressReply(BaseModel):
 
 class TaskFailure(BaseModel):
     reason: str = Field(min_length=1, max_length=20_000)
+
+
+class JobUpdate(BaseModel):
+    priority: int | None = Field(None, ge=0, le=100)
+    runners: list[str] | None = Field(
+        None, description="pin the job to these runner names; an empty list unpins it"
+    )
+
+
+class RequeueRequest(BaseModel):
+    failed_only: bool = Field(
+        False, description="requeue only failed and canceled tasks instead of the whole job"
+    )
+
+
+class BulkAction(BaseModel):
+    action: str = Field(pattern="^(pause|resume|cancel|requeue|requeue-failed|delete|priority)$")
+    job_ids: list[int] = Field(min_length=1, max_length=1000)
+    priority: int | None = Field(None, ge=0, le=100)
+
+
+class BulkResult(BaseModel):
+    job_id: int
+    ok: bool
+    code: str | None = None
+    message: str | None = None
+
+
+class BulkResults(BaseModel):
+    results: list[BulkResult]
 
 
 class VersionPublic(BaseModel):

@@ -27,7 +27,6 @@ class ManagerSettings(BaseSettings):
         30.0, gt=0, description="seconds without a heartbeat before a runner is offline"
     )
     heartbeat_interval: float = Field(5.0, gt=0, description="seconds between runner heartbeats")
-    task_max_attempts: int = Field(3, ge=1, description="attempts before a task fails for good")
     max_upload_bytes: int = Field(
         50 * 1024**3, gt=0, description="largest file accepted in one upload, in bytes"
     )

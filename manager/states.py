@@ -20,7 +20,7 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
             J.QUEUED,
         }
     ),
-    J.PAUSE_REQUESTED: frozenset({J.PAUSED, J.CANCEL_REQUESTED, J.CANCELED, J.FAILED}),
+    J.PAUSE_REQUESTED: frozenset({J.PAUSED, J.CANCEL_REQUESTED, J.CANCELED, J.FAILED, J.ACTIVE}),
     J.PAUSED: frozenset({J.QUEUED, J.CANCELED, J.REQUEUEING}),
     J.CANCEL_REQUESTED: frozenset({J.CANCELED}),
     J.REQUEUEING: frozenset({J.QUEUED}),
@@ -32,7 +32,7 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     T.QUEUED: frozenset({T.ACTIVE, T.CANCELED, T.PAUSED}),
     T.ACTIVE: frozenset({T.COMPLETED, T.SOFT_FAILED, T.FAILED, T.CANCELED, T.PAUSED, T.QUEUED}),
-    T.SOFT_FAILED: frozenset({T.ACTIVE, T.CANCELED, T.PAUSED, T.QUEUED}),
+    T.SOFT_FAILED: frozenset({T.ACTIVE, T.CANCELED, T.PAUSED, T.QUEUED, T.FAILED}),
     T.PAUSED: frozenset({T.QUEUED, T.CANCELED}),
     T.COMPLETED: frozenset({T.QUEUED}),
     T.FAILED: frozenset({T.QUEUED}),
@@ -42,6 +42,7 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 TASK_RUNNABLE = frozenset({T.QUEUED, T.SOFT_FAILED})
 TASK_UNFINISHED = frozenset({T.QUEUED, T.SOFT_FAILED, T.ACTIVE, T.PAUSED})
 JOB_RUNNABLE = frozenset({J.QUEUED, J.ACTIVE})
+TASK_FINISHED = frozenset({T.COMPLETED, T.FAILED, T.CANCELED})
 
 
 def check_job_transition(current: str, new: JobStatus) -> JobStatus:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -71,6 +72,11 @@ class Storage:
 
     def task_log_path(self, job_id: int, task_id: int) -> Path:
         return self.job_dir(job_id) / "logs" / f"task-{task_id}.log"
+
+    def remove_job_files(self, job_id: int) -> None:
+        """Delete a job's folder and outputs (blobs stay: other jobs may share them)."""
+        for folder in (self.job_dir(job_id), self.root / "outputs" / str(job_id)):
+            shutil.rmtree(folder, ignore_errors=True)
 
     @contextmanager
     def temp_file(self) -> Iterator[tuple[BinaryIO, Path]]:

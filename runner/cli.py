@@ -51,6 +51,12 @@ def add_parser(subparsers: Any) -> None:
         help="cache and job folders (FRAMEFARM_RUNNER_WORKDIR, default ./framefarm-runner)",
     )
     parser.add_argument("--threads", type=int, default=None, help="render threads (default: all)")
+    parser.add_argument(
+        "--tags",
+        default=os.environ.get("FRAMEFARM_RUNNER_TAGS"),
+        help="comma-separated tags; jobs with a tag go only to runners that have it "
+        "(FRAMEFARM_RUNNER_TAGS; default: keep what the manager has)",
+    )
     parser.add_argument("--log-file", type=Path, help="also write plain logs to this file")
     parser.add_argument("--max-tasks", type=int, help="exit after this many tasks")
     parser.set_defaults(handler=run)
@@ -105,8 +111,15 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     client = ManagerClient(args.manager, args.api_key)
+    tags = None if args.tags is None else [t.strip() for t in args.tags.split(",") if t.strip()]
     runner = Runner(
-        client, backend, Workspace(args.workdir), name=args.name, stop=stop, threads=args.threads
+        client,
+        backend,
+        Workspace(args.workdir),
+        name=args.name,
+        stop=stop,
+        threads=args.threads,
+        tags=tags,
     )
     try:
         runner.run(max_tasks=args.max_tasks)

@@ -95,15 +95,17 @@ class ManagerClient:
         frames_done: int | None = None,
         activity: str | None = None,
         log: list[str] | None = None,
-    ) -> bool:
-        """Report progress; False means the manager wants the task stopped."""
+    ) -> dict[str, Any]:
+        """Report progress; ``keep_running`` False means the manager wants the task stopped."""
         body: dict[str, Any] = {"log": log or []}
         if frames_done is not None:
             body["frames_done"] = frames_done
         if activity is not None:
             body["activity"] = activity[:500]
-        reply = self._request("POST", self._runner_url(f"/tasks/{task_id}/progress"), json=body)
-        return bool(reply.json()["keep_running"])
+        reply: dict[str, Any] = self._request(
+            "POST", self._runner_url(f"/tasks/{task_id}/progress"), json=body
+        ).json()
+        return reply
 
     def upload_output(self, task_id: int, path: Path, *, name: str, frame: int | None) -> None:
         sha256 = sha256_file(path)

@@ -46,7 +46,11 @@ class StopControl:
 
 
 class TaskAborted(RunnerError):
-    """The task was stopped on purpose (canceled on the manager, or the runner is quitting)."""
+    """The runner is quitting: the task is handed back unfinished."""
+
+
+class TaskStopped(RunnerError):
+    """The manager asked to stop the task (its job was canceled, paused or failed)."""
 
 
 class Runner:
@@ -59,6 +63,7 @@ class Runner:
         name: str,
         stop: StopControl | None = None,
         threads: int | None = None,
+        tags: list[str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
@@ -67,6 +72,7 @@ class Runner:
         self.name = name
         self.stop = stop or StopControl()
         self.threads = threads
+        self.tags = tags
         self._sleep = sleep
         self.heartbeat_interval = 5.0
 
@@ -132,6 +138,7 @@ class Runner:
                 "path": self.backend.path,
             },
             "task_types": ["blender"],
+            "tags": self.tags,
         }
         while True:
             try:
@@ -172,6 +179,10 @@ class Runner:
                 self._render(task, job, command["parameters"])
             self.client.complete(task_id)
             log.info("task %s completed", task_id)
+        except TaskStopped as exc:
+            reason = str(exc)
+            log.warning("task %s stopped: %s", task_id, reason)
+            self._report(lambda: self.client.release(task_id, reason))
         except TaskGone as exc:
             log.warning("task %s stopped: %s", task_id, exc.message)
         except TaskAborted as exc:
@@ -230,7 +241,7 @@ class Runner:
                     log.error("Blender: %s", event.data.get("message"))
 
             watcher = threading.Thread(
-                target=_forward_stop, args=(self.stop.abort, task_stop), daemon=True
+                target=_watch_task, args=(self.stop.abort, task_stop, progress), daemon=True
             )
             watcher.start()
             progress.send(activity=f"rendering frames {task['name']} with {self.backend.label}")
@@ -246,17 +257,26 @@ class Runner:
             if self.stop.abort.is_set():
                 raise TaskAborted("the runner is shutting down")
             if progress.stopped:
-                raise TaskGone(409, "task_not_active", "the manager asked to stop this task")
+                raise TaskStopped(progress.stop_reason or "the manager asked to stop this task")
             check_render(result, frames)
             for upload in uploads:
                 upload.result()
         progress.send(activity="all frames uploaded")
 
 
-def _forward_stop(source: threading.Event, target: threading.Event) -> None:
-    while not target.is_set():
-        if source.wait(0.2):
-            target.set()
+KEEP_RUNNING_CHECK_S = 2.0
+"""While Blender renders, ask the manager this often whether to go on (stop within 5 s)."""
+
+
+def _watch_task(
+    abort: threading.Event, task_stop: threading.Event, progress: _TaskProgress
+) -> None:
+    """Stop the render when the runner aborts, or when the manager says to stop."""
+    while not task_stop.is_set():
+        if abort.wait(0.2):
+            task_stop.set()
+        elif time.monotonic() - progress.last_sent > KEEP_RUNNING_CHECK_S:
+            progress.send()
 
 
 class _TaskProgress:
@@ -269,11 +289,13 @@ class _TaskProgress:
         self.frames_done = 0
         self.lines: list[str] = []
         self.stopped = False
-        self._last_sent = time.monotonic()
+        self.stop_reason: str | None = None
+        self.last_sent = time.monotonic()
+        self._lock = threading.Lock()
 
     def log_line(self, line: str) -> None:
         self.lines.append(line)
-        if len(self.lines) >= 200 or time.monotonic() - self._last_sent > 2.0:
+        if len(self.lines) >= 200 or time.monotonic() - self.last_sent > 2.0:
             self.send()
 
     def frame_finished(self, activity: str) -> None:
@@ -281,18 +303,21 @@ class _TaskProgress:
         self.send(activity=activity)
 
     def send(self, *, activity: str | None = None) -> None:
-        lines, self.lines = self.lines, []
-        self._last_sent = time.monotonic()
-        try:
-            keep = self.client.progress(
-                self.task_id, frames_done=self.frames_done, activity=activity, log=lines
-            )
-        except ManagerUnreachable as exc:
-            log.warning("progress report failed: %s", exc)
-            return
-        except ManagerRejected as exc:
-            log.warning("progress report refused: %s", exc)
-            keep = False
-        if not keep:
-            self.stopped = True
-            self.stop.set()
+        """Report (from the output reader or the watcher thread, one at a time)."""
+        with self._lock:
+            lines, self.lines = self.lines, []
+            self.last_sent = time.monotonic()
+            try:
+                reply = self.client.progress(
+                    self.task_id, frames_done=self.frames_done, activity=activity, log=lines
+                )
+            except ManagerUnreachable as exc:
+                log.warning("progress report failed: %s", exc)
+                return
+            except ManagerRejected as exc:
+                log.warning("progress report refused: %s", exc)
+                reply = {"keep_running": False, "reason": exc.message}
+            if not reply["keep_running"]:
+                self.stopped = True
+                self.stop_reason = reply.get("reason")
+                self.stop.set()

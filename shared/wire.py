@@ -33,7 +33,14 @@ class TaskStatus(StrEnum):
 class TaskType(StrEnum):
     BLENDER = "blender"
     FFMPEG = "ffmpeg"
+    FILE_MANAGEMENT = "file-management"
     MISC = "misc"
+
+
+class RunnerStatus(StrEnum):
+    IDLE = "idle"
+    WORKING = "working"
+    OFFLINE = "offline"
 
 
 class ApiKeyScope(StrEnum):

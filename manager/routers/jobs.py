@@ -2,29 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, File, Form, Response, UploadFile, status
 from fastapi.responses import FileResponse
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from manager.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, WorkSignalDep
-from manager.errors import Conflict, NotFound
+from manager.errors import FarmError, InvalidInput, NotFound
+from manager.job_control import (
+    cancel_job,
+    delete_job,
+    pause_job,
+    requeue_job,
+    requeue_task,
+    resume_job,
+    set_pins,
+    set_priority,
+)
 from manager.jobs import (
     create_render_job,
     get_job_for,
     job_public,
     job_status_public,
     parse_frames_or_422,
+    task_public,
 )
 from manager.models import Job, Output, Task
-from manager.scheduler import cancel_job
 from manager.schemas import (
+    BulkAction,
+    BulkResult,
+    BulkResults,
     JobPublic,
     JobsPublic,
     JobStatusPublic,
+    JobUpdate,
     OutputPublic,
     OutputsPublic,
+    RequeueRequest,
     TaskPublic,
 )
 from manager.storage import safe_relative_path
@@ -46,8 +62,17 @@ def submit_job(
     frames: Annotated[str, Form(description="frame range, e.g. 1-10 or 1,3,5-8")],
     name: Annotated[str | None, Form(max_length=200)] = None,
     priority: Annotated[int, Form(ge=0, le=100)] = 50,
-    chunk_size: Annotated[int, Form(ge=1, le=10_000, description="frames per task")] = 3,
+    chunk_size: Annotated[
+        int | None,
+        Form(ge=1, le=10_000, description="frames per task (default: the farm's setting)"),
+    ] = None,
     scene: Annotated[str | None, Form(max_length=200)] = None,
+    tag: Annotated[
+        str | None, Form(max_length=100, description="only runners with this tag take the job")
+    ] = None,
+    runners: Annotated[
+        str | None, Form(description="comma-separated runner names to pin the job to")
+    ] = None,
 ) -> JobPublic:
     """Upload a .blend and render ``frames``; answers 202 with the job's Location."""
     parse_frames_or_422(frames)  # fail before reading a large upload
@@ -66,6 +91,8 @@ def submit_job(
             priority=priority,
             chunk_size=chunk_size,
             scene=scene,
+            tag=tag,
+            runners=[n.strip() for n in (runners or "").split(",") if n.strip()],
         )
     signal.notify()
     response.headers["Location"] = f"/api/jobs/{job.id}"
@@ -110,13 +137,8 @@ def get_job_status(
 
 @router.delete("/{job_id}", response_model=JobPublic)
 def cancel(job_id: int, user: CurrentUser, session: SessionDep) -> JobPublic:
-    """Cancel the job; runners working on it are told to stop."""
-    job = get_job_for(session, job_id, user)
-    if job.status in JOB_FINISHED:
-        raise Conflict(f"job {job_id} is already {job.status}", code="job_finished")
-    cancel_job(session, job)
-    session.commit()
-    return job_public(session, job)
+    """Cancel the job (same as POST …/cancel); runners working on it are told to stop."""
+    return _control(session, get_job_for(session, job_id, user), cancel_job)
 
 
 @router.get("/{job_id}/tasks", response_model=list[TaskPublic])
@@ -125,7 +147,7 @@ def list_tasks(job_id: int, user: CurrentUser, session: SessionDep) -> list[Task
     tasks = session.exec(
         select(Task).where(Task.job_id == job_id).order_by(col(Task.task_order))
     ).all()
-    return [TaskPublic.model_validate(task, from_attributes=True) for task in tasks]
+    return [task_public(session, task) for task in tasks]
 
 
 def _output_public(job_id: int, output: Output) -> OutputPublic:
@@ -162,3 +184,139 @@ def download_output(
     if output is None or not path.is_file():
         raise NotFound(f"job {job_id} has no output {clean!r}", code="output_not_found")
     return FileResponse(path, filename=path.name, headers={"X-Checksum-SHA256": output.sha256})
+
+
+# -- job control --------------------------------------------------------------------------
+
+
+def _control(session: Session, job: Job, action: Callable[[Session, Job], object]) -> JobPublic:
+    action(session, job)
+    session.commit()
+    return job_public(session, job)
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_post(job_id: int, user: CurrentUser, session: SessionDep) -> JobPublic:
+    """Cancel: waiting tasks at once, running ones at their runner's next report."""
+    return _control(session, get_job_for(session, job_id, user), cancel_job)
+
+
+@router.post("/{job_id}/pause", response_model=JobPublic)
+def pause(job_id: int, user: CurrentUser, session: SessionDep) -> JobPublic:
+    """Pause: no new tasks start; running ones stop and wait to be resumed."""
+    return _control(session, get_job_for(session, job_id, user), pause_job)
+
+
+@router.post("/{job_id}/resume", response_model=JobPublic)
+def resume(job_id: int, user: CurrentUser, session: SessionDep, signal: WorkSignalDep) -> JobPublic:
+    result = _control(session, get_job_for(session, job_id, user), resume_job)
+    signal.notify()
+    return result
+
+
+@router.post("/{job_id}/requeue", response_model=JobPublic)
+def requeue(
+    job_id: int,
+    body: RequeueRequest,
+    user: CurrentUser,
+    session: SessionDep,
+    signal: WorkSignalDep,
+) -> JobPublic:
+    """Requeue the whole (finished or paused) job, or only its failed and canceled tasks."""
+    job = get_job_for(session, job_id, user)
+    result = _control(session, job, lambda s, j: requeue_job(s, j, failed_only=body.failed_only))
+    signal.notify()
+    return result
+
+
+@router.post("/{job_id}/tasks/{task_id}/requeue", response_model=TaskPublic)
+def requeue_one_task(
+    job_id: int, task_id: int, user: CurrentUser, session: SessionDep, signal: WorkSignalDep
+) -> TaskPublic:
+    job = get_job_for(session, job_id, user)
+    task = session.get(Task, task_id)
+    if task is None or task.job_id != job_id:
+        raise NotFound(f"job {job_id} has no task {task_id}", code="task_not_found")
+    requeue_task(session, job, task)
+    session.commit()
+    signal.notify()
+    return task_public(session, task)
+
+
+@router.patch("/{job_id}", response_model=JobPublic)
+def update_job(
+    job_id: int, body: JobUpdate, user: CurrentUser, session: SessionDep, signal: WorkSignalDep
+) -> JobPublic:
+    """Change the priority, or pin the job to named runners (manual assignment)."""
+    job = get_job_for(session, job_id, user)
+    if body.priority is not None:
+        set_priority(job, body.priority)
+    if body.runners is not None:
+        set_pins(session, job, body.runners)
+    session.add(job)
+    session.commit()
+    signal.notify()
+    return job_public(session, job)
+
+
+@router.post("/{job_id}/delete", status_code=status.HTTP_202_ACCEPTED)
+def delete(
+    job_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+    background: BackgroundTasks,
+) -> dict[str, int | str]:
+    """Delete the job and its tasks now; its files are removed in the background."""
+    job = get_job_for(session, job_id, user)
+    delete_job(session, job)
+    session.commit()
+    background.add_task(storage.remove_job_files, job_id)
+    return {"id": job_id, "status": "deleted"}
+
+
+@router.post("/bulk", response_model=BulkResults)
+def bulk(
+    body: BulkAction,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+    signal: WorkSignalDep,
+    background: BackgroundTasks,
+) -> BulkResults:
+    """Apply one action to several jobs; each job succeeds or fails on its own."""
+    results = []
+    for job_id in body.job_ids:
+        try:
+            job = get_job_for(session, job_id, user)
+            _bulk_one(session, job, body)
+            session.commit()
+            if body.action == "delete":
+                background.add_task(storage.remove_job_files, job_id)
+            results.append(BulkResult(job_id=job_id, ok=True))
+        except FarmError as exc:
+            session.rollback()
+            results.append(BulkResult(job_id=job_id, ok=False, code=exc.code, message=exc.message))
+    signal.notify()
+    return BulkResults(results=results)
+
+
+def _bulk_one(session: Session, job: Job, body: BulkAction) -> None:
+    match body.action:
+        case "pause":
+            pause_job(session, job)
+        case "resume":
+            resume_job(session, job)
+        case "cancel":
+            cancel_job(session, job)
+        case "requeue":
+            requeue_job(session, job, failed_only=False)
+        case "requeue-failed":
+            requeue_job(session, job, failed_only=True)
+        case "delete":
+            delete_job(session, job)
+        case "priority":
+            if body.priority is None:
+                raise InvalidInput("the priority action needs a priority", code="invalid_input")
+            set_priority(job, body.priority)
+            session.add(job)

@@ -6,24 +6,22 @@ Only runner API keys reach these endpoints.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from manager.deps import EngineDep, RunnerKeyDep, SessionDep, SettingsDep, StorageDep, WorkSignalDep
 from manager.errors import Conflict, Forbidden, InvalidInput, NotFound
+from manager.failures import fail_task
+from manager.job_control import complete_task, release_task
 from manager.models import ApiKey, Blob, Job, JobFile, Output, Runner, Task, utcnow
-from manager.scheduler import (
-    claim_next_task,
-    complete_task,
-    extend_leases,
-    fail_task,
-    release_task,
-)
+from manager.scheduler import claim_next_task
 from manager.schemas import (
     ClaimedJob,
     ClaimedTask,
@@ -37,7 +35,7 @@ from manager.schemas import (
 )
 from manager.storage import safe_relative_path
 from shared.hashing import is_sha256
-from shared.wire import TaskStatus
+from shared.wire import JobStatus, RunnerStatus, TaskStatus
 
 router = APIRouter(prefix="/api/runner", tags=["runner"])
 MAX_CLAIM_WAIT = 60.0
@@ -52,15 +50,35 @@ def _runner_for(session: Session, runner_id: int, key: ApiKey) -> Runner:
     return runner
 
 
-def _seen(session: Session, runner: Runner, settings_timeout: float) -> None:
-    runner.last_seen_at = utcnow()
-    if runner.status == "offline":
-        runner.status = "idle"
+def _seen(session: Session, runner: Runner, lease_seconds: float) -> None:
+    """The runner is alive: keep it online and extend the leases of its tasks."""
+    now = utcnow()
+    runner.last_seen_at = now
+    if runner.status == RunnerStatus.OFFLINE:
+        runner.status = RunnerStatus.IDLE.value
     session.add(runner)
-    extend_leases(session, runner, lease_seconds=settings_timeout)
+    session.execute(
+        update(Task)
+        .where(col(Task.runner_id) == runner.id, col(Task.status) == TaskStatus.ACTIVE.value)
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+    )
 
 
-def _active_task(session: Session, runner: Runner, task_id: int) -> tuple[Task, Job]:
+def _stop_reason(job: Job) -> str | None:
+    """Why a runner must stop a task of ``job`` now, or None to keep going."""
+    if job.status in (JobStatus.CANCEL_REQUESTED, JobStatus.CANCELED):
+        return "the job was canceled"
+    if job.status in (JobStatus.PAUSE_REQUESTED, JobStatus.PAUSED):
+        return "the job was paused"
+    if job.status == JobStatus.FAILED:
+        return "the job failed"
+    return None
+
+
+def _active_task(
+    session: Session, runner: Runner, task_id: int, *, stopping_ok: bool = False
+) -> tuple[Task, Job]:
+    """The runner's active task; 409 if it is not (or, unless ``stopping_ok``, must stop)."""
     task = session.get(Task, task_id)
     if task is None:
         raise NotFound(f"no task {task_id}", code="task_not_found")
@@ -72,6 +90,9 @@ def _active_task(session: Session, runner: Runner, task_id: int) -> tuple[Task, 
         )
     job = session.get(Job, task.job_id)
     assert job is not None
+    stop = _stop_reason(job)
+    if stop is not None and not stopping_ok:
+        raise Conflict(f"{stop}; stop working on task {task_id}", code="task_not_active")
     return task, job
 
 
@@ -97,7 +118,9 @@ def register(
     runner.platform = body.platform
     runner.blender = body.blender.model_dump() if body.blender else {}
     runner.task_types = list(body.task_types)
-    runner.status = "idle"
+    if body.tags is not None:
+        runner.tags = sorted(set(body.tags))
+    runner.status = RunnerStatus.IDLE.value
     runner.last_seen_at = utcnow()
     session.add(runner)
     session.flush()
@@ -106,8 +129,9 @@ def register(
         select(Task).where(Task.runner_id == runner.id, Task.status == TaskStatus.ACTIVE)
     ).all()
     for task in orphans:
-        release_task(task, reason=f"runner {runner.name} restarted")
-        session.add(task)
+        job = session.get(Job, task.job_id)
+        assert job is not None
+        release_task(session, task, job, reason=f"runner {runner.name} restarted")
     session.commit()
     if orphans:
         signal.notify()
@@ -128,7 +152,15 @@ def heartbeat(
     runner = _runner_for(session, runner_id, key)
     _seen(session, runner, settings.runner_timeout)
     session.commit()
-    return HeartbeatReply()
+    active = session.exec(
+        select(Task).where(Task.runner_id == runner.id, Task.status == TaskStatus.ACTIVE)
+    ).all()
+    stop = []
+    for task in active:
+        job = session.get(Job, task.job_id)
+        if job is not None and _stop_reason(job) is not None and task.id is not None:
+            stop.append(task.id)
+    return HeartbeatReply(canceled_tasks=stop)
 
 
 @router.post(
@@ -163,7 +195,7 @@ async def claim(
 
 
 def _touch_runner(session: Session, runner: Runner, timeout: float) -> None:
-    runner.status = "idle"
+    runner.status = RunnerStatus.IDLE.value
     _seen(session, runner, timeout)
     session.commit()
 
@@ -174,7 +206,7 @@ def _claimed_task(session: Session, runner: Runner, task_id: int) -> ClaimedTask
     assert task is not None
     job = session.get(Job, task.job_id)
     assert job is not None and job.id is not None
-    runner.status = "working"
+    runner.status = RunnerStatus.WORKING.value
     session.add(runner)
     session.commit()
     files = session.exec(select(JobFile).where(JobFile.job_id == job.id)).all()
@@ -212,18 +244,26 @@ def progress(
     _seen(session, runner, settings.runner_timeout)
     task = session.get(Task, task_id)
     if task is None or task.runner_id != runner.id or task.status != TaskStatus.ACTIVE:
-        reason = "the task was canceled or handed to another runner"
         session.commit()
-        return ProgressReply(keep_running=False, reason=reason)
+        return ProgressReply(
+            keep_running=False, reason="the task was canceled or handed to another runner"
+        )
+    job = session.get(Job, task.job_id)
+    assert job is not None
+    if body.log:
+        _append_log(storage.task_log_path(task.job_id, task_id), body.log)
+    stop = _stop_reason(job)
+    if stop is not None:
+        session.commit()
+        return ProgressReply(keep_running=False, reason=stop)
+    now = utcnow()
     if body.frames_done is not None:
         task.frames_done = min(body.frames_done, len(task.frames))
     if body.activity is not None:
         task.activity = body.activity
-    task.updated_at = utcnow()
+    task.updated_at = task.last_progress_at = now
     session.add(task)
     session.commit()
-    if body.log:
-        _append_log(storage.task_log_path(task.job_id, task_id), body.log)
     return ProgressReply(keep_running=True)
 
 
@@ -309,7 +349,7 @@ def complete(
                 code="outputs_missing",
             )
     complete_task(session, task, job)
-    runner.status = "idle"
+    runner.status = RunnerStatus.IDLE.value
     _seen(session, runner, settings.runner_timeout)
     session.commit()
     signal.notify()
@@ -329,8 +369,8 @@ def fail(
     """Report a failed attempt; the task is retried until it runs out of attempts."""
     runner = _runner_for(session, runner_id, key)
     task, job = _active_task(session, runner, task_id)
-    fail_task(session, task, job, body.reason, max_attempts=settings.task_max_attempts)
-    runner.status = "idle"
+    fail_task(session, task, job, runner, body.reason)
+    runner.status = RunnerStatus.IDLE.value
     _seen(session, runner, settings.runner_timeout)
     session.commit()
     signal.notify()
@@ -348,10 +388,10 @@ def release(
 ) -> Response:
     """Hand a task back unfinished (the runner is shutting down); it is requeued at once."""
     runner = _runner_for(session, runner_id, key)
-    task, _ = _active_task(session, runner, task_id)
-    release_task(task, reason=body.reason)
-    runner.status = "idle"
-    session.add_all([task, runner])
+    task, job = _active_task(session, runner, task_id, stopping_ok=True)
+    release_task(session, task, job, reason=f"{runner.name}: {body.reason}")
+    runner.status = RunnerStatus.IDLE.value
+    session.add(runner)
     session.commit()
     signal.notify()
     return Response(status_code=204)

@@ -95,7 +95,6 @@ def live_farm(tmp_path: Path) -> Iterator[LiveFarm]:
         **os.environ,
         "HOME": str(tmp_path / "home"),
         "PYTHONUNBUFFERED": "1",
-        "FRAMEFARM_TASK_MAX_ATTEMPTS": "1",
     }
     with open(tmp_path / "manager.log", "ab") as log:
         manager = subprocess.Popen(

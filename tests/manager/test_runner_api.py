@@ -124,26 +124,36 @@ def test_damaged_upload_is_refused_and_not_stored(farm: Farm, scene_bpy: Path):
     assert not list((farm.settings.storage / "outputs").rglob("*.exr"))
 
 
-def test_failures_are_retried_then_fail_the_job(farm: Farm, scene_bpy: Path):
+def fail(farm: Farm, runner_id: int, task_id: int, reason: str) -> None:
+    response = farm.client.post(
+        f"/api/runner/{runner_id}/tasks/{task_id}/fail",
+        headers=farm.auth(farm.runner_key),
+        json={"reason": reason},
+    )
+    assert response.status_code == 204, response.text
+
+
+def test_a_failed_task_goes_to_other_runners_then_fails_the_job(farm: Farm, scene_bpy: Path):
     job = submit(farm, scene_bpy, frames="1-2", chunk_size="1").json()
-    runner_id = register(farm)
-    for attempt in range(1, farm.settings.task_max_attempts + 1):
+    runners = [register(farm, f"node-{i}") for i in (1, 2, 3)]
+    for number, runner_id in enumerate(runners, start=1):
         task = claim(farm, runner_id).json()
-        assert task["name"] == "render-1"
-        assert task["attempt"] == attempt
-        failed = farm.client.post(
-            f"/api/runner/{runner_id}/tasks/{task['id']}/fail",
-            headers=farm.auth(farm.runner_key),
-            json={"reason": f"Blender exited with code 1 (attempt {attempt})"},
-        )
-        assert failed.status_code == 204
+        assert task["name"] == "render-1"  # a soft-failed task comes first, on another runner
+        fail(farm, runner_id, task["id"], f"Blender exited with code 1 (runner {number})")
+        if number < 3:
+            tasks = farm.client.get(
+                f"/api/jobs/{job['id']}/tasks", headers=farm.auth(farm.user_key)
+            ).json()
+            assert tasks[0]["status"] == "soft-failed"
+            assert f"({number}/3)" in tasks[0]["activity"]
     final = status(farm, job["id"])
     assert final.status_code == 200
     body = final.json()
     assert body["status"] == "failed"
     assert body["succeeded"] is False
-    assert "attempt 3" in body["failure_reason"]
-    assert claim(farm, runner_id).status_code == 204  # the other task was canceled
+    assert "runner 3" in body["failure_reason"]
+    assert "1 of 2 tasks failed" in body["failure_reason"]
+    assert claim(farm, runners[0]).status_code == 204  # the other task was canceled
 
 
 def test_canceled_job_tells_the_runner_to_stop(farm: Farm, scene_bpy: Path):
@@ -156,8 +166,21 @@ def test_canceled_job_tells_the_runner_to_stop(farm: Farm, scene_bpy: Path):
         headers=farm.auth(farm.runner_key),
         json={"frames_done": 0},
     )
-    assert reply.json()["keep_running"] is False
+    assert reply.json() == {"keep_running": False, "reason": "the job was canceled"}
+    assert (
+        farm.client.get(f"/api/jobs/{job['id']}", headers=farm.auth(farm.user_key)).json()["status"]
+        == "cancel-requested"
+    )
     assert_error(upload(farm, runner_id, task["id"], 1, b"late"), 409, "task_not_active")
+    released = farm.client.post(
+        f"/api/runner/{runner_id}/tasks/{task['id']}/release",
+        headers=farm.auth(farm.runner_key),
+        json={"reason": "stopped as asked"},
+    )
+    assert released.status_code == 204
+    final = status(farm, job["id"])
+    assert final.status_code == 200
+    assert final.json()["status"] == "canceled"
 
 
 def test_release_requeues_at_once(farm: Farm, scene_bpy: Path):
