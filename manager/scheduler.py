@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import Engine, and_, exists, not_, or_, select, update
+from sqlalchemy import Engine, Update, and_, bindparam, exists, not_, or_, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
@@ -18,6 +20,7 @@ from manager.models import (
     Task,
     TaskDependency,
     TaskFailure,
+    UTCDateTime,
     utcnow,
 )
 from manager.states import JOB_RUNNABLE, TASK_RUNNABLE
@@ -26,28 +29,27 @@ from shared.wire import JobStatus, TaskStatus
 log = logging.getLogger(__name__)
 
 
-def runnable_tasks_for(runner: Runner):  # type: ignore[no-untyped-def]
-    """SELECT of the ids of tasks ``runner`` may take, best first (shared with diagnostics)."""
+def runnable_tasks():  # type: ignore[no-untyped-def]
+    """SELECT of runnable task ids for the runner in the bind parameters, best first.
+
+    Parameters: ``runner_id``, ``runner_name``, ``task_types`` and ``tags`` (lists).
+    """
     upstream = aliased(Task)
+    runner_id = bindparam("runner_id")
     waiting_on_dependency = exists().where(
         col(TaskDependency.task_id) == col(Task.id),
         col(TaskDependency.depends_on_id) == col(upstream.id),
         col(upstream.status) != TaskStatus.COMPLETED.value,
     )
     blocklisted = exists().where(
-        col(JobBlocklist.job_id) == col(Task.job_id), col(JobBlocklist.runner_id) == runner.id
+        col(JobBlocklist.job_id) == col(Task.job_id), col(JobBlocklist.runner_id) == runner_id
     )
     failed_here = exists().where(
-        col(TaskFailure.task_id) == col(Task.id), col(TaskFailure.runner_id) == runner.id
+        col(TaskFailure.task_id) == col(Task.id), col(TaskFailure.runner_id) == runner_id
     )
     pinned = exists().where(col(JobPin.job_id) == col(Job.id))
     pinned_here = exists().where(
-        col(JobPin.job_id) == col(Job.id), col(JobPin.runner_name) == runner.name
-    )
-    tag_matches = (
-        or_(col(Job.tag).is_(None), col(Job.tag).in_(runner.tags))
-        if runner.tags
-        else col(Job.tag).is_(None)
+        col(JobPin.job_id) == col(Job.id), col(JobPin.runner_name) == bindparam("runner_name")
     )
     return (
         select(col(Task.id))
@@ -55,8 +57,8 @@ def runnable_tasks_for(runner: Runner):  # type: ignore[no-untyped-def]
         .where(
             col(Task.status).in_([s.value for s in TASK_RUNNABLE]),
             col(Job.status).in_([s.value for s in JOB_RUNNABLE]),
-            col(Task.type).in_(runner.task_types),
-            tag_matches,
+            col(Task.type).in_(bindparam("task_types", expanding=True)),
+            or_(col(Job.tag).is_(None), col(Job.tag).in_(bindparam("tags", expanding=True))),
             or_(not_(pinned), pinned_here),
             not_(waiting_on_dependency),
             not_(blocklisted),
@@ -66,20 +68,20 @@ def runnable_tasks_for(runner: Runner):  # type: ignore[no-untyped-def]
     )
 
 
-def claim_next_task(
-    engine: Engine, runner: Runner, *, lease_seconds: float, now: datetime | None = None
-) -> int | None:
-    """Atomically give the best runnable task to ``runner``; return its id or None.
+def runner_params(runner: Runner) -> dict[str, Any]:
+    return {
+        "runner_id": runner.id,
+        "runner_name": runner.name,
+        "task_types": list(runner.task_types),
+        "tags": list(runner.tags),
+    }
 
-    One ``UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING`` in a write transaction:
-    ``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two runners
-    never get the same task and neither waits on the other's row.
-    """
-    if not runner.enabled:
-        return None
-    now = now or utcnow()
+
+@cache
+def _claim_statements() -> tuple[Update, Update]:
+    """Built once: constructing these costs more than running them."""
     candidate = (
-        runnable_tasks_for(runner)
+        runnable_tasks()
         .limit(1)
         .with_for_update(skip_locked=True, of=Task)  # type: ignore[arg-type]
         .scalar_subquery()
@@ -96,34 +98,57 @@ def claim_next_task(
         )
         .values(
             status=TaskStatus.ACTIVE.value,
-            runner_id=runner.id,
+            runner_id=bindparam("runner_id"),
             attempts=Task.attempts + 1,  # type: ignore[operator]
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            started_at=now,
-            last_progress_at=now,
-            updated_at=now,
+            lease_expires_at=bindparam("lease_expires_at", type_=UTCDateTime()),
+            started_at=bindparam("now", type_=UTCDateTime()),
+            last_progress_at=bindparam("now", type_=UTCDateTime()),
+            updated_at=bindparam("now", type_=UTCDateTime()),
             frames_done=0,
-            activity=f"claimed by {runner.name}",
+            activity=bindparam("activity"),
         )
         .returning(col(Task.id), col(Task.job_id))
     )
+    start_job = (
+        update(Job)
+        .where(col(Job.id) == bindparam("job_id"), col(Job.status) == JobStatus.QUEUED.value)
+        .values(
+            status=JobStatus.ACTIVE.value,
+            started_at=bindparam("now", type_=UTCDateTime()),
+            updated_at=bindparam("now", type_=UTCDateTime()),
+            activity="rendering",
+        )
+    )
+    return claim, start_job
+
+
+def claim_next_task(
+    engine: Engine, runner: Runner, *, lease_seconds: float, now: datetime | None = None
+) -> int | None:
+    """Atomically give the best runnable task to ``runner``; return its id or None.
+
+    One ``UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING`` in a write transaction:
+    ``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two runners
+    never get the same task and neither waits on the other's row.
+    """
+    if not runner.enabled:
+        return None
+    now = now or utcnow()
+    claim, start_job = _claim_statements()
+    params = {
+        **runner_params(runner),
+        "now": now,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        "activity": f"claimed by {runner.name}",
+    }
     with engine.connect() as conn:
         if is_sqlite(engine):
             conn = conn.execution_options(**{BEGIN_MODE: "IMMEDIATE"})
         with conn.begin():
-            row = conn.execute(claim).first()
+            row = conn.execute(claim, params).first()
             if row is None:
                 return None
             task_id, job_id = row
-            conn.execute(
-                update(Job)
-                .where(col(Job.id) == job_id, col(Job.status) == JobStatus.QUEUED.value)
-                .values(
-                    status=JobStatus.ACTIVE.value,
-                    started_at=now,
-                    updated_at=now,
-                    activity="rendering",
-                )
-            )
+            conn.execute(start_job, {"job_id": job_id, "now": now})
     assert task_id is not None
     return int(task_id)
