@@ -7,7 +7,18 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, Update, and_, bindparam, exists, not_, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Engine,
+    Update,
+    and_,
+    bindparam,
+    exists,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
@@ -35,7 +46,7 @@ def runnable_tasks():  # type: ignore[no-untyped-def]
     Parameters: ``runner_id``, ``runner_name``, ``task_types`` and ``tags`` (lists).
     """
     upstream = aliased(Task)
-    runner_id = bindparam("runner_id")
+    runner_id: BindParameter[int] = bindparam("runner_id")
     waiting_on_dependency = exists().where(
         col(TaskDependency.task_id) == col(Task.id),
         col(TaskDependency.depends_on_id) == col(upstream.id),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,11 @@ class ManagerSettings(BaseSettings):
     heartbeat_interval: float = Field(5.0, gt=0, description="seconds between runner heartbeats")
     max_upload_bytes: int = Field(
         50 * 1024**3, gt=0, description="largest file accepted in one upload, in bytes"
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="signs sessions and encrypts OAuth client secrets; "
+        "default: a key file created in the storage folder",
     )
 
     @property
