@@ -14,7 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from manager import __version__
 from manager.db import BEGIN_MODE, is_sqlite, make_engine, migrate, session_scope
 from manager.errors import install_error_handlers
-from manager.routers import health, jobs, runner_api
+from manager.metrics import FarmMetrics
+from manager.routers import health, jobs, metrics, runner_api
 from manager.settings import ManagerSettings
 from manager.signals import WorkSignal
 from manager.storage import Storage
@@ -62,10 +63,12 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
     )
     app.state.storage = storage
     app.state.work_signal = signal
+    app.state.metrics = FarmMetrics(engine)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(runner_api.router)
+    app.include_router(metrics.router)
     return app
 
 

@@ -183,9 +183,10 @@ async def claim(
     deadline = time.monotonic() + max(0.0, min(wait, MAX_CLAIM_WAIT))
     while True:
         await run_in_threadpool(_touch_runner, session, runner, settings.runner_timeout)
-        task_id = await run_in_threadpool(
-            claim_next_task, engine, runner, lease_seconds=settings.runner_timeout
-        )
+        with request.app.state.metrics.claim_seconds.time():
+            task_id = await run_in_threadpool(
+                claim_next_task, engine, runner, lease_seconds=settings.runner_timeout
+            )
         if task_id is not None:
             return await run_in_threadpool(_claimed_task, session, runner, task_id)
         remaining = deadline - time.monotonic()
@@ -326,6 +327,7 @@ def _record_output(
 def complete(
     runner_id: int,
     task_id: int,
+    request: Request,
     key: RunnerKeyDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -352,6 +354,7 @@ def complete(
     runner.status = RunnerStatus.IDLE.value
     _seen(session, runner, settings.runner_timeout)
     session.commit()
+    request.app.state.metrics.tasks_completed.inc()
     signal.notify()
     return Response(status_code=204)
 
@@ -361,6 +364,7 @@ def fail(
     runner_id: int,
     task_id: int,
     body: TaskFailure,
+    request: Request,
     key: RunnerKeyDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -373,6 +377,7 @@ def fail(
     runner.status = RunnerStatus.IDLE.value
     _seen(session, runner, settings.runner_timeout)
     session.commit()
+    request.app.state.metrics.tasks_failed.inc()
     signal.notify()
     return Response(status_code=204)
 
