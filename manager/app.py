@@ -85,7 +85,7 @@ async def _sweep_forever(app: FastAPI) -> None:
             continue
         if requeued:
             log.warning("requeued tasks %s of runners that went silent", requeued)
-            app.state.work_signal.notify()
+            app.state.work_signal.notify(len(requeued))
 
 
 def _sweep_once(app: FastAPI) -> list[int]:

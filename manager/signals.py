@@ -1,34 +1,65 @@
-"""Wakes long-polling runners the moment new work may be runnable."""
+"""Wakes long-polling runners the moment new work may be runnable.
+
+Waiters queue up first-in, first-out; ``notify(n)`` wakes the ``n`` runners that have waited
+longest, so that one runnable task does not send every idle runner to the database at once.
+A woken runner that finds nothing it may take passes the wake-up on to the next one (a task
+may need a tag or a type that only some runners have), at most once around the queue.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 
 
 class WorkSignal:
-    """A broadcast "something changed" that threads can fire and coroutines can await."""
-
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._event = asyncio.Event()
+        self._waiters: deque[asyncio.Future[int]] = deque()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def notify(self) -> None:
-        """Safe to call from any thread (sync endpoints run in a thread pool)."""
+    def notify(self, count: int | None = None) -> None:
+        """Wake ``count`` waiters (all when None). Safe to call from any thread."""
+        if count is not None and count <= 0:
+            return
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake)
+            self._loop.call_soon_threadsafe(self._wake, count, None)
 
-    def _wake(self) -> None:
-        event, self._event = self._event, asyncio.Event()
-        event.set()
+    def _wake(self, count: int | None, hops: int | None) -> None:
+        budget = len(self._waiters) if hops is None else hops
+        woken = 0
+        while self._waiters and (count is None or woken < count):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(budget)
+                woken += 1
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait until the next notify(); False on timeout."""
-        event = self._event
+    def ticket(self) -> asyncio.Future[int]:
+        """Join the queue now, before looking for work, so that no wake-up is missed."""
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
+
+    async def wait(self, ticket: asyncio.Future[int], timeout: float) -> int | None:
+        """Wait on ``ticket``: the wake-up's hop budget, or None on timeout."""
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            return await asyncio.wait_for(asyncio.shield(ticket), timeout)
         except TimeoutError:
-            return False
-        return True
+            self.discard(ticket)
+            return None
+
+    def discard(self, ticket: asyncio.Future[int]) -> None:
+        """Leave the queue; a wake-up the ticket got meanwhile goes on to the next waiter."""
+        if not ticket.done():
+            ticket.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(ticket)
+        elif not ticket.cancelled():
+            self.pass_on(ticket.result())
+
+    def pass_on(self, hops: int) -> None:
+        if hops > 1:
+            self._wake(1, hops - 1)

@@ -94,10 +94,11 @@ def submit_job(
             tag=tag,
             runners=[n.strip() for n in (runners or "").split(",") if n.strip()],
         )
-    signal.notify()
+    public = job_public(session, job)
+    signal.notify(public.tasks.queued)
     response.headers["Location"] = f"/api/jobs/{job.id}"
     response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    return job_public(session, job)
+    return public
 
 
 @router.get("", response_model=JobsPublic)
@@ -210,7 +211,7 @@ def pause(job_id: int, user: CurrentUser, session: SessionDep) -> JobPublic:
 @router.post("/{job_id}/resume", response_model=JobPublic)
 def resume(job_id: int, user: CurrentUser, session: SessionDep, signal: WorkSignalDep) -> JobPublic:
     result = _control(session, get_job_for(session, job_id, user), resume_job)
-    signal.notify()
+    signal.notify(result.tasks.queued)
     return result
 
 
@@ -225,7 +226,7 @@ def requeue(
     """Requeue the whole (finished or paused) job, or only its failed and canceled tasks."""
     job = get_job_for(session, job_id, user)
     result = _control(session, job, lambda s, j: requeue_job(s, j, failed_only=body.failed_only))
-    signal.notify()
+    signal.notify(result.tasks.queued)
     return result
 
 
@@ -239,7 +240,7 @@ def requeue_one_task(
         raise NotFound(f"job {job_id} has no task {task_id}", code="task_not_found")
     requeue_task(session, job, task)
     session.commit()
-    signal.notify()
+    signal.notify(1)
     return task_public(session, task)
 
 
@@ -255,7 +256,7 @@ def update_job(
         set_pins(session, job, body.runners)
     session.add(job)
     session.commit()
-    signal.notify()
+    signal.notify()  # who may run what changed: every waiting runner looks again
     return job_public(session, job)
 
 

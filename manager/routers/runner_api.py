@@ -13,14 +13,24 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from manager.deps import EngineDep, RunnerKeyDep, SessionDep, SettingsDep, StorageDep, WorkSignalDep
 from manager.errors import Conflict, Forbidden, InvalidInput, NotFound
 from manager.failures import fail_task
 from manager.job_control import complete_task, release_task
-from manager.models import ApiKey, Blob, Job, JobFile, Output, Runner, Task, utcnow
+from manager.models import (
+    ApiKey,
+    Blob,
+    Job,
+    JobFile,
+    Output,
+    Runner,
+    Task,
+    TaskDependency,
+    utcnow,
+)
 from manager.scheduler import claim_next_task
 from manager.schemas import (
     ClaimedJob,
@@ -133,8 +143,7 @@ def register(
         assert job is not None
         release_task(session, task, job, reason=f"runner {runner.name} restarted")
     session.commit()
-    if orphans:
-        signal.notify()
+    signal.notify(len(orphans))
     assert runner.id is not None
     return RunnerRegistered(
         id=runner.id,
@@ -181,18 +190,26 @@ async def claim(
     """Long poll: answer with a task as soon as one is runnable, or 204 after ``wait`` s."""
     runner = _runner_for(session, runner_id, key)
     deadline = time.monotonic() + max(0.0, min(wait, MAX_CLAIM_WAIT))
+    woken_with: int | None = None
     while True:
+        ticket = signal.ticket()  # queue up before looking, so no wake-up is missed
         await run_in_threadpool(_touch_runner, session, runner, settings.runner_timeout)
         with request.app.state.metrics.claim_seconds.time():
             task_id = await run_in_threadpool(
                 claim_next_task, engine, runner, lease_seconds=settings.runner_timeout
             )
         if task_id is not None:
+            signal.discard(ticket)
             return await run_in_threadpool(_claimed_task, session, runner, task_id)
+        if woken_with is not None:
+            signal.pass_on(woken_with)  # woken for work this runner may not take
         remaining = deadline - time.monotonic()
         if remaining <= 0 or await request.is_disconnected():
+            signal.discard(ticket)
             return Response(status_code=status.HTTP_204_NO_CONTENT)
-        await signal.wait(min(remaining, 5.0))
+        # Other manager processes (several behind one PostgreSQL) cannot wake this one:
+        # look again every few seconds.
+        woken_with = await signal.wait(ticket, min(remaining, 5.0))
 
 
 def _touch_runner(session: Session, runner: Runner, timeout: float) -> None:
@@ -355,7 +372,13 @@ def complete(
     _seen(session, runner, settings.runner_timeout)
     session.commit()
     request.app.state.metrics.tasks_completed.inc()
-    signal.notify()
+    signal.notify(
+        session.scalar(
+            select(func.count())
+            .select_from(TaskDependency)
+            .where(col(TaskDependency.depends_on_id) == task_id)
+        )
+    )
     return Response(status_code=204)
 
 
@@ -378,7 +401,7 @@ def fail(
     _seen(session, runner, settings.runner_timeout)
     session.commit()
     request.app.state.metrics.tasks_failed.inc()
-    signal.notify()
+    signal.notify(1)
     return Response(status_code=204)
 
 
@@ -398,7 +421,7 @@ def release(
     runner.status = RunnerStatus.IDLE.value
     session.add(runner)
     session.commit()
-    signal.notify()
+    signal.notify(1)
     return Response(status_code=204)
 
 
