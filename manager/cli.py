@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from manager.apikeys import create_api_key
+from manager.config_cli import add_config_parser, run_config
 from manager.db import make_engine, migrate, session_scope
 from manager.errors import FarmError
 from manager.logs import configure_logging
@@ -27,7 +28,7 @@ SETTING_FLAGS = {
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "manager",
-        help="run the manager, or manage its users and API keys",
+        help="run the manager, or configure it: settings, users, API keys, sign-in",
         description="Without a subcommand, serve the manager's HTTP API.",
     )
     for key, (flag, kind, text) in SETTING_FLAGS.items():
@@ -35,7 +36,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--verbose", action="store_true", default=None, help="debug logs (FRAMEFARM_VERBOSE)"
     )
-    actions = parser.add_subparsers(dest="manager_action", metavar="{users,keys,migrate}")
+    actions = parser.add_subparsers(dest="manager_action", metavar="{config,users,keys,migrate}")
+    add_config_parser(actions)
 
     users = actions.add_parser("users", help="manage user accounts").add_subparsers(
         dest="users_action", required=True
@@ -74,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         migrate(engine)
         if args.manager_action == "migrate":
             print("database is up to date")
+        elif args.manager_action == "config":
+            return run_config(args, engine, settings)
         elif args.manager_action == "users":
             with session_scope(engine) as session:
                 user = create_user(session, email=args.email, name=args.name, is_admin=args.admin)

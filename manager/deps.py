@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from manager.apikeys import find_api_key, touch_api_key
+from manager.auth.sessions import user_from_session
 from manager.errors import Forbidden, Unauthorized
 from manager.models import ApiKey, User
 from manager.settings import ManagerSettings
@@ -60,8 +61,8 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 def _api_key(session: Session, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
     if credentials is None:
         raise Unauthorized(
-            "no API key given; send 'Authorization: Bearer ff_…' "
-            "(create one with 'framefarm manager keys create')",
+            "no API key given; send 'Authorization: Bearer ff_…' (create a key with "
+            "'framefarm manager config add apikey'), or sign in with POST /api/auth/login",
             code="missing_api_key",
         )
     record = find_api_key(session, credentials.credentials)
@@ -81,7 +82,12 @@ def get_runner_key(session: SessionDep, credentials: Credentials) -> ApiKey:
     return record
 
 
-def get_current_user(session: SessionDep, credentials: Credentials) -> User:
+def get_current_user(request: Request, session: SessionDep, credentials: Credentials) -> User:
+    """The user of a user API key, or of the session cookie (which must carry CSRF to change)."""
+    if credentials is None:
+        user = user_from_session(request, session)
+        if user is not None:
+            return user
     record = _api_key(session, credentials)
     if record.scope != ApiKeyScope.USER or record.user_id is None:
         raise Forbidden(
@@ -95,3 +101,12 @@ def get_current_user(session: SessionDep, credentials: Credentials) -> User:
 
 RunnerKeyDep = Annotated[ApiKey, Depends(get_runner_key)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise Forbidden("only admins may do this; ask one of them", code="admin_only")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin_user)]

@@ -130,3 +130,26 @@ def set_setting(session: Session, name: str, value: Any) -> Any:
 
 def all_settings(session: Session) -> dict[str, Any]:
     return {name: get_setting(session, name) for name in sorted(SPECS)}
+
+
+MASK = "********"
+
+
+def masked_value(spec: SettingSpec, value: Any) -> Any:
+    """A value fit to show: a secret setting hides its secrets (in a dictionary, only the
+    entries whose names say ``secret``, so client IDs and URLs stay readable)."""
+    if not spec.secret or value is None:
+        return value
+    return _mask_secrets(value) if isinstance(value, dict) else MASK
+
+
+def _mask_secrets(value: dict[str, Any]) -> dict[str, Any]:
+    shown: dict[str, Any] = {}
+    for key, item in value.items():
+        if "secret" in key:
+            shown[key] = MASK
+        elif isinstance(item, dict):
+            shown[key] = _mask_secrets(item)
+        else:
+            shown[key] = item
+    return shown

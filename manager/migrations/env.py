@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
+import manager.auth.models  # noqa: F401  (registers the auth tables)
 import manager.models  # noqa: F401  (registers the tables)
 
 target_metadata = SQLModel.metadata
