@@ -70,6 +70,7 @@ def touch_api_key(session: Session, record: ApiKey) -> None:
     """Record the last use, at most once a minute per key to spare the database."""
     now = utcnow()
     if record.last_used_at is None or (now - record.last_used_at).total_seconds() > 60:
+        session.commit()  # end the read, so that the write starts a transaction of its own
         record.last_used_at = now
         session.add(record)
         session.commit()

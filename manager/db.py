@@ -6,6 +6,7 @@ scheduler can take the write lock up front with ``BEGIN IMMEDIATE``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,11 +16,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 BEGIN_MODE = "framefarm_begin"
+_HOLDS_WRITER = "framefarm_holds_writer"
 """Execution option: ``"IMMEDIATE"`` makes a SQLite transaction take the write lock at once."""
 
 
@@ -29,6 +32,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             url,
             echo=echo,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            # Requests queue for SQLite's single write lock anyway; enough connections that
+            # they queue there and not for a connection (threads cap concurrency at 40).
+            pool_size=20,
+            max_overflow=30,
         )
         _configure_sqlite(engine)
         return engine
@@ -47,10 +54,35 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    # SQLite has one write lock. Writers of this process queue for it on a mutex, in order,
+    # instead of polling SQLite's busy handler (whose growing sleeps turn a queue of writers
+    # into a convoy); other processes (the CLI) are still covered by the busy timeout.
+    writer = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get(BEGIN_MODE, "")
-        conn.exec_driver_sql(f"BEGIN {mode}".strip())
+        if mode == "IMMEDIATE":
+            if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+                raise OperationalError("BEGIN IMMEDIATE", None, Exception("database is locked"))
+            conn.info[_HOLDS_WRITER] = True
+        try:
+            conn.exec_driver_sql(f"BEGIN {mode}".strip())
+        except BaseException:
+            _release(conn)
+            raise
+
+    def _release(conn: Connection) -> None:
+        if conn.info.pop(_HOLDS_WRITER, False):
+            writer.release()
+
+    @event.listens_for(engine, "commit")
+    def on_commit(conn: Connection) -> None:
+        _release(conn)
+
+    @event.listens_for(engine, "rollback")
+    def on_rollback(conn: Connection) -> None:
+        _release(conn)
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -42,11 +42,21 @@ def get_work_signal(request: Request) -> WorkSignal:
     return signal
 
 
+WRITE_ENGINE = "framefarm_write_engine"
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """A session per request; requests that change state take SQLite's write lock up front."""
+    """A session per request.
+
+    Requests that change state take SQLite's write lock up front (``BEGIN IMMEDIATE``), so
+    that reading and then writing in one transaction never fails on a stale snapshot, but
+    only once the caller is known: authentication reads without the lock, and
+    ``_end_transaction`` switches the session to the write engine for the endpoint's work.
+    """
     state = request.app.state
-    engine = state.engine if request.method in ("GET", "HEAD") else state.write_engine
-    with Session(engine, expire_on_commit=False) as session:
+    with Session(state.engine, expire_on_commit=False) as session:
+        if request.method not in ("GET", "HEAD"):
+            session.info[WRITE_ENGINE] = state.write_engine
         yield session
 
 
@@ -75,8 +85,16 @@ def _api_key(session: Session, credentials: HTTPAuthorizationCredentials | None)
     return record
 
 
+def _end_transaction(session: Session) -> None:
+    """Finish authentication's read transaction; from here on the request writes."""
+    session.commit()
+    if WRITE_ENGINE in session.info:
+        session.bind = session.info[WRITE_ENGINE]
+
+
 def get_runner_key(session: SessionDep, credentials: Credentials) -> ApiKey:
     record = _api_key(session, credentials)
+    _end_transaction(session)
     if record.scope != ApiKeyScope.RUNNER:
         raise Forbidden("this endpoint takes a runner API key", code="wrong_key_scope")
     return record
@@ -87,6 +105,7 @@ def get_current_user(request: Request, session: SessionDep, credentials: Credent
     if credentials is None:
         user = user_from_session(request, session)
         if user is not None:
+            _end_transaction(session)
             return user
     record = _api_key(session, credentials)
     if record.scope != ApiKeyScope.USER or record.user_id is None:
@@ -94,6 +113,7 @@ def get_current_user(request: Request, session: SessionDep, credentials: Credent
             "this endpoint takes a user API key, not a runner key", code="wrong_key_scope"
         )
     user = session.get(User, record.user_id)
+    _end_transaction(session)
     if user is None:
         raise Unauthorized("the user of this API key no longer exists", code="invalid_api_key")
     return user

@@ -121,6 +121,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def database_busy(_: Request, exc: OperationalError) -> JSONResponse:
         if "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower():
+            log.warning("database busy: %s", exc.orig)
             return error_response(
                 503, "busy", "the database is busy; retry shortly", **{"Retry-After": "1"}
             )

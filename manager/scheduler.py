@@ -35,7 +35,7 @@ from manager.models import (
     utcnow,
 )
 from manager.states import JOB_RUNNABLE, TASK_RUNNABLE
-from shared.wire import JobStatus, TaskStatus
+from shared.wire import JobStatus, RunnerStatus, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def runner_params(runner: Runner) -> dict[str, Any]:
 
 
 @cache
-def _claim_statements() -> tuple[Update, Update]:
+def _claim_statements() -> tuple[Update, Update, Update]:
     """Built once: constructing these costs more than running them."""
     candidate = (
         runnable_tasks()
@@ -130,7 +130,12 @@ def _claim_statements() -> tuple[Update, Update]:
             activity="rendering",
         )
     )
-    return claim, start_job
+    mark_working = (
+        update(Runner)
+        .where(col(Runner.id) == bindparam("runner_id"))
+        .values(status=RunnerStatus.WORKING.value)
+    )
+    return claim, start_job, mark_working
 
 
 def claim_next_task(
@@ -145,7 +150,7 @@ def claim_next_task(
     if not runner.enabled:
         return None
     now = now or utcnow()
-    claim, start_job = _claim_statements()
+    claim, start_job, mark_working = _claim_statements()
     params = {
         **runner_params(runner),
         "now": now,
@@ -161,5 +166,6 @@ def claim_next_task(
                 return None
             task_id, job_id = row
             conn.execute(start_job, {"job_id": job_id, "now": now})
+            conn.execute(mark_working, {"runner_id": runner.id})
     assert task_id is not None
     return int(task_id)

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from sqlalchemy import func, update
+from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
 from manager.deps import EngineDep, RunnerKeyDep, SessionDep, SettingsDep, StorageDep, WorkSignalDep
@@ -188,19 +188,20 @@ async def claim(
     wait: float = 30.0,
 ) -> ClaimedTask | Response:
     """Long poll: answer with a task as soon as one is runnable, or 204 after ``wait`` s."""
-    runner = _runner_for(session, runner_id, key)
+    runner = await run_in_threadpool(_runner_for_claim, engine, runner_id, key)
     deadline = time.monotonic() + max(0.0, min(wait, MAX_CLAIM_WAIT))
     woken_with: int | None = None
     while True:
         ticket = signal.ticket()  # queue up before looking, so no wake-up is missed
-        await run_in_threadpool(_touch_runner, session, runner, settings.runner_timeout)
+        if _needs_touch(runner):
+            await run_in_threadpool(_touch_runner, session, runner, settings.runner_timeout)
         with request.app.state.metrics.claim_seconds.time():
             task_id = await run_in_threadpool(
                 claim_next_task, engine, runner, lease_seconds=settings.runner_timeout
             )
         if task_id is not None:
             signal.discard(ticket)
-            return await run_in_threadpool(_claimed_task, session, runner, task_id)
+            return await run_in_threadpool(_claimed_task, engine, task_id)
         if woken_with is not None:
             signal.pass_on(woken_with)  # woken for work this runner may not take
         remaining = deadline - time.monotonic()
@@ -212,22 +213,35 @@ async def claim(
         woken_with = await signal.wait(ticket, min(remaining, 5.0))
 
 
+def _runner_for_claim(engine: Engine, runner_id: int, key: ApiKey) -> Runner:
+    """Read the runner without SQLite's write lock; nothing stays open during the wait."""
+    with Session(engine, expire_on_commit=False) as session:
+        return _runner_for(session, runner_id, key)
+
+
+def _needs_touch(runner: Runner) -> bool:
+    """Whether a claiming runner's row is stale (status or a last-seen older than a second)."""
+    recently = runner.last_seen_at is not None and (utcnow() - runner.last_seen_at) < timedelta(
+        seconds=1
+    )
+    return runner.status != RunnerStatus.IDLE or not recently
+
+
 def _touch_runner(session: Session, runner: Runner, timeout: float) -> None:
+    """An idle runner asks for work: keep it online."""
     runner.status = RunnerStatus.IDLE.value
     _seen(session, runner, timeout)
     session.commit()
 
 
-def _claimed_task(session: Session, runner: Runner, task_id: int) -> ClaimedTask:
-    session.expire_all()
-    task = session.get(Task, task_id)
-    assert task is not None
-    job = session.get(Job, task.job_id)
-    assert job is not None and job.id is not None
-    runner.status = RunnerStatus.WORKING.value
-    session.add(runner)
-    session.commit()
-    files = session.exec(select(JobFile).where(JobFile.job_id == job.id)).all()
+def _claimed_task(engine: Engine, task_id: int) -> ClaimedTask:
+    """What the runner needs to know about the task it just claimed (a read, no lock)."""
+    with Session(engine) as session:
+        task = session.get(Task, task_id)
+        assert task is not None
+        job = session.get(Job, task.job_id)
+        assert job is not None and job.id is not None
+        files = session.exec(select(JobFile).where(JobFile.job_id == job.id)).all()
     return ClaimedTask(
         id=task_id,
         name=task.name,
@@ -305,8 +319,7 @@ async def upload_output(
     x_frame: Annotated[int | None, Header()] = None,
 ) -> dict[str, str | int]:
     """Stream one output file (an EXR frame) into storage, verified against its hash."""
-    runner = await run_in_threadpool(_runner_for, session, runner_id, key)
-    task, job = await run_in_threadpool(_active_task, session, runner, task_id)
+    job = await run_in_threadpool(_job_of_active_task, session, runner_id, key, task_id)
     clean = safe_relative_path(name)
     expected = x_checksum_sha256.lower()
     if not is_sha256(expected):
@@ -324,6 +337,14 @@ async def upload_output(
         storage.commit_output(temp_path, job.id, clean)
     await run_in_threadpool(_record_output, session, job.id, task_id, clean, x_frame, size, sha256)
     return {"name": clean, "size": size, "sha256": sha256}
+
+
+def _job_of_active_task(session: Session, runner_id: int, key: ApiKey, task_id: int) -> Job:
+    """Check the runner may upload for the task; the transaction ends before the upload."""
+    runner = _runner_for(session, runner_id, key)
+    _, job = _active_task(session, runner, task_id)
+    session.commit()
+    return job
 
 
 def _record_output(
@@ -370,15 +391,14 @@ def complete(
     complete_task(session, task, job)
     runner.status = RunnerStatus.IDLE.value
     _seen(session, runner, settings.runner_timeout)
+    dependents = session.scalar(
+        select(func.count())
+        .select_from(TaskDependency)
+        .where(col(TaskDependency.depends_on_id) == task_id)
+    )
     session.commit()
     request.app.state.metrics.tasks_completed.inc()
-    signal.notify(
-        session.scalar(
-            select(func.count())
-            .select_from(TaskDependency)
-            .where(col(TaskDependency.depends_on_id) == task_id)
-        )
-    )
+    signal.notify(dependents or 0)
     return Response(status_code=204)
 
 

@@ -1,0 +1,156 @@
+"""Dispatch benchmark: simulated runners claiming short tasks from a real manager.
+
+    python -m benchmarks.dispatch [--runners 200] [--jobs 100] [--tasks 20] [--db URL]
+
+Every job is a chain (each task depends on the one before), so at most one task per job is
+runnable at a time and idle runners are always waiting in a long poll. Dispatch latency is
+the time from the moment a task became runnable (its predecessor's completion was answered)
+to the moment a runner holds it (its claim was answered).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import Session
+
+from benchmarks.common import percentile, running_manager
+from manager.db import make_engine
+from manager.models import Job, Task, TaskDependency
+from shared.wire import TaskType
+
+
+def create_chained_jobs(db_url: str, jobs: int, tasks: int) -> None:
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        for number in range(jobs):
+            job = Job(
+                name=f"chain-{number}",
+                frames=f"1-{tasks}",
+                frame_count=tasks,
+                chunk_size=1,
+                blend_file="-",
+                job_type="echo-sleep-test",
+            )
+            session.add(job)
+            session.flush()
+            previous = None
+            for order in range(tasks):
+                task = Task(
+                    job_id=job.id,
+                    name=f"step-{order + 1}",
+                    type=TaskType.MISC,
+                    task_order=order,
+                )
+                session.add(task)
+                session.flush()
+                if previous is not None:
+                    session.add(TaskDependency(task_id=task.id, depends_on_id=previous.id))
+                previous = task
+        session.commit()
+    engine.dispose()
+
+
+async def simulate(url: str, key: str, runners: int, total: int, work_s: float) -> dict:
+    ready_at: dict[tuple[int, int], float] = {}
+    latencies: list[float] = []
+    claimed = 0
+    first_claim = last_claim = 0.0
+    done = asyncio.Event()
+    limits = httpx.Limits(max_connections=runners + 10, max_keepalive_connections=runners + 10)
+    async with httpx.AsyncClient(
+        base_url=url,
+        headers={"Authorization": f"Bearer {key}"},
+        limits=limits,
+        timeout=httpx.Timeout(60.0),
+    ) as client:
+
+        async def runner(index: int) -> None:
+            nonlocal claimed, first_claim, last_claim
+            reply = await client.post(
+                "/api/runner/register", json={"name": f"sim-{index:03d}", "task_types": ["misc"]}
+            )
+            reply.raise_for_status()
+            runner_id = reply.json()["id"]
+            while not done.is_set():
+                response = await client.post(f"/api/runner/{runner_id}/claim", params={"wait": 5})
+                if response.status_code == 204:
+                    continue
+                response.raise_for_status()
+                now = time.perf_counter()
+                task = response.json()
+                job_id, step = task["job"]["id"], int(task["name"].split("-")[1])
+                if (job_id, step) in ready_at:
+                    latencies.append(now - ready_at.pop((job_id, step)))
+                claimed += 1
+                first_claim = first_claim or now
+                last_claim = now
+                await asyncio.sleep(work_s)
+                finish = await client.post(f"/api/runner/{runner_id}/tasks/{task['id']}/complete")
+                finish.raise_for_status()
+                ready_at[(job_id, step + 1)] = time.perf_counter()
+                if claimed >= total:
+                    done.set()
+
+        workers = [asyncio.create_task(runner(i)) for i in range(runners)]
+        await done.wait()
+        for worker in workers:
+            worker.cancel()
+        outcomes = await asyncio.gather(*workers, return_exceptions=True)
+        errors = [
+            o
+            for o in outcomes
+            if isinstance(o, Exception) and not isinstance(o, asyncio.CancelledError)
+        ]
+        if errors:
+            raise RuntimeError(f"{len(errors)} simulated runners failed, first: {errors[0]!r}")
+    return {
+        "claims": claimed,
+        "seconds": last_claim - first_claim,
+        "latencies": latencies,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runners", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--tasks", type=int, default=20, help="tasks per job (a chain)")
+    parser.add_argument("--work-ms", type=float, default=5.0, help="simulated work per task")
+    parser.add_argument("--db", help="database (default: SQLite in the work folder)")
+    parser.add_argument("--workdir", type=Path, help="keep the manager's files and log here")
+    args = parser.parse_args()
+    console = Console()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_manager(args.workdir or Path(tmp), args.db) as manager,
+    ):
+        create_chained_jobs(manager.db_url, args.jobs, args.tasks)
+        total = args.jobs * args.tasks
+        result = asyncio.run(
+            simulate(manager.url, manager.runner_key, args.runners, total, args.work_ms / 1000)
+        )
+    latencies = [s * 1000 for s in result["latencies"]]
+    table = Table(title=f"dispatch: {args.runners} runners, {total} tasks ({args.jobs} chains)")
+    for column in ("database", "claims/s", "dispatch p50 ms", "p99 ms", "max ms", "samples"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        "PostgreSQL" if args.db and args.db.startswith("postgresql") else "SQLite",
+        f"{result['claims'] / result['seconds']:.0f}",
+        f"{percentile(latencies, 50):.1f}",
+        f"{percentile(latencies, 99):.1f}",
+        f"{max(latencies):.1f}",
+        str(len(latencies)),
+    )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
