@@ -15,8 +15,9 @@ from manager import __version__
 from manager.auth import install_auth
 from manager.db import BEGIN_MODE, is_sqlite, make_engine, migrate, session_scope
 from manager.errors import install_error_handlers
+from manager.job_types import JobTypes
 from manager.metrics import FarmMetrics
-from manager.routers import admin, auth, health, jobs, metrics, runner_api
+from manager.routers import admin, auth, blobs, health, job_types, jobs, metrics, runner_api
 from manager.settings import ManagerSettings
 from manager.signals import WorkSignal
 from manager.storage import Storage
@@ -65,10 +66,13 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
     app.state.storage = storage
     app.state.work_signal = signal
     app.state.metrics = FarmMetrics(engine)
+    app.state.job_types = JobTypes(settings.job_types_dir)
     install_error_handlers(app)
     install_auth(app, settings)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(job_types.router)
+    app.include_router(blobs.router)
     app.include_router(runner_api.router)
     app.include_router(metrics.router)
     app.include_router(auth.router)

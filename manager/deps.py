@@ -13,6 +13,7 @@ from sqlmodel import Session
 from manager.apikeys import find_api_key, touch_api_key
 from manager.auth.sessions import user_from_session
 from manager.errors import Forbidden, Unauthorized
+from manager.job_types import JobTypes
 from manager.models import ApiKey, User
 from manager.settings import ManagerSettings
 from manager.signals import WorkSignal
@@ -35,6 +36,11 @@ def get_engine(request: Request) -> Engine:
 def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
+
+
+def get_job_types(request: Request) -> JobTypes:
+    job_types: JobTypes = request.app.state.job_types
+    return job_types
 
 
 def get_work_signal(request: Request) -> WorkSignal:
@@ -64,6 +70,7 @@ SettingsDep = Annotated[ManagerSettings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 WorkSignalDep = Annotated[WorkSignal, Depends(get_work_signal)]
+JobTypesDep = Annotated[JobTypes, Depends(get_job_types)]
 SessionDep = Annotated[Session, Depends(get_session)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 

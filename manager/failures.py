@@ -164,6 +164,7 @@ def capable_runners(session: Session, job: Job, task: Task) -> list[Runner]:
         r
         for r in runners
         if task.type in r.task_types
+        and (task.capability is None or task.capability in r.capabilities)
         and (job.tag is None or job.tag in r.tags)
         and (not pins or r.name in pins)
         and r.id not in failed

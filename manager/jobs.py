@@ -1,22 +1,16 @@
-"""Creating jobs and reading them back in their public shape."""
+"""Reading jobs and tasks back in their public shape."""
 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from manager.blendfile import blend_file_version
-from manager.compiler import SIMPLE_BLENDER_RENDER, compile_render_job
-from manager.errors import InvalidInput, NotFound
-from manager.farm_settings import get_setting
+from manager.errors import NotFound
 from manager.models import (
-    Blob,
     Job,
     JobBlocklist,
-    JobFile,
     JobPin,
     Runner,
     Task,
@@ -24,69 +18,7 @@ from manager.models import (
     User,
 )
 from manager.schemas import BlocklistEntry, JobPublic, JobStatusPublic, TaskCounts, TaskPublic
-from manager.storage import Storage, safe_relative_path
-from shared.frames import FrameRangeError, parse_frame_range
 from shared.wire import JOB_FINISHED, JobStatus, TaskStatus
-
-
-def parse_frames_or_422(frames: str) -> list[int]:
-    try:
-        return parse_frame_range(frames)
-    except FrameRangeError as exc:
-        raise InvalidInput(str(exc), code="invalid_frame_range") from exc
-
-
-def create_render_job(
-    session: Session,
-    storage: Storage,
-    *,
-    owner: User,
-    upload: Path,
-    sha256: str,
-    size: int,
-    filename: str,
-    frames: str,
-    name: str | None,
-    priority: int,
-    chunk_size: int | None,
-    scene: str | None,
-    tag: str | None = None,
-    runners: list[str] | None = None,
-) -> Job:
-    """Validate everything first, then store the blob and write the job in one transaction."""
-    frame_list = parse_frames_or_422(frames)
-    blend_name = safe_relative_path(Path(filename or "scene.blend").name)
-    if not blend_name.lower().endswith(".blend"):
-        raise InvalidInput(
-            f"{filename!r} does not end in .blend; upload a Blender scene file", code="not_a_blend"
-        )
-    version = blend_file_version(upload)
-    if chunk_size is None:
-        chunk_size = int(get_setting(session, "frames-per-render-task"))
-    storage.commit_blob(upload, sha256)
-    if session.get(Blob, sha256) is None:
-        session.add(Blob(sha256=sha256, size=size))
-    job = Job(
-        name=name or Path(blend_name).stem,
-        owner_id=owner.id,
-        job_type=SIMPLE_BLENDER_RENDER,
-        priority=priority,
-        frames=frames.strip(),
-        frame_count=len(frame_list),
-        chunk_size=chunk_size,
-        blend_file=blend_name,
-        blender_version=version,
-        settings={"scene": scene} if scene else {},
-        tag=tag or None,
-    )
-    session.add(job)
-    session.flush()
-    assert job.id is not None
-    session.add(JobFile(job_id=job.id, path=blend_name, sha256=sha256, size=size))
-    session.add_all(JobPin(job_id=job.id, runner_name=name) for name in sorted(set(runners or [])))
-    session.add_all(compile_render_job(job, frame_list))
-    session.commit()
-    return job
 
 
 def get_job_for(session: Session, job_id: int, user: User) -> Job:

@@ -90,6 +90,11 @@ class Runner(SQLModel, table=True):
     blender: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     task_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    capabilities: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False, server_default="[]"),
+        description="what the runner can do beyond its task types, e.g. encode:EXR_AV1_MP4",
+    )
     enabled: bool = True
     registered_at: datetime = _created()
     last_seen_at: datetime | None = _ts(index=True)
@@ -197,6 +202,9 @@ class Task(SQLModel, table=True):
     frames: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     commands: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    capability: str | None = Field(
+        default=None, description="what the runner must have to take this task"
     )
     runner_id: int | None = _fk("runners.id", ondelete="SET NULL")
     attempts: int = 0

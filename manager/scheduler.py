@@ -69,6 +69,10 @@ def runnable_tasks():  # type: ignore[no-untyped-def]
             col(Task.status).in_([s.value for s in TASK_RUNNABLE]),
             col(Job.status).in_([s.value for s in JOB_RUNNABLE]),
             col(Task.type).in_(bindparam("task_types", expanding=True)),
+            or_(
+                col(Task.capability).is_(None),
+                col(Task.capability).in_(bindparam("capabilities", expanding=True)),
+            ),
             or_(col(Job.tag).is_(None), col(Job.tag).in_(bindparam("tags", expanding=True))),
             or_(not_(pinned), pinned_here),
             not_(waiting_on_dependency),
@@ -85,6 +89,7 @@ def runner_params(runner: Runner) -> dict[str, Any]:
         "runner_name": runner.name,
         "task_types": list(runner.task_types),
         "tags": list(runner.tags),
+        "capabilities": list(runner.capabilities),
     }
 
 

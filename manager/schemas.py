@@ -109,6 +109,9 @@ class RunnerRegister(BaseModel):
     tags: list[str] | None = Field(
         None, description="runner tags; None keeps the tags the manager has for this runner"
     )
+    capabilities: list[str] = Field(
+        default_factory=list, description="e.g. encode:EXR_AV1_MP4 for each video it can encode"
+    )
 
 
 class RunnerRegistered(BaseModel):
@@ -164,6 +167,33 @@ class ProgressReply(BaseModel):
 
 class TaskFailure(BaseModel):
     reason: str = Field(min_length=1, max_length=20_000)
+
+
+class ManifestFile(BaseModel):
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class JobSubmit(BaseModel):
+    type: str = Field("simple-blender-render", description="job type name")
+    settings: dict[str, Any] = Field(default_factory=dict)
+    type_etag: str | None = Field(None, description="etag of the schema the form was built from")
+    name: str | None = Field(None, max_length=200)
+    priority: int = Field(50, ge=0, le=100)
+    tag: str | None = Field(None, max_length=100)
+    runners: list[str] = Field(default_factory=list)
+    blend_file: str = Field(description="relative path of the .blend among the files")
+    files: dict[str, ManifestFile] = Field(
+        description="relative path → content hash and size; upload missing blobs first"
+    )
+
+
+class BlobsQuery(BaseModel):
+    hashes: list[str] = Field(max_length=100_000)
+
+
+class BlobsMissing(BaseModel):
+    missing: list[str]
 
 
 class JobUpdate(BaseModel):

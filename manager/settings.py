@@ -27,6 +27,9 @@ class ManagerSettings(BaseSettings):
         30.0, gt=0, description="seconds without a heartbeat before a runner is offline"
     )
     heartbeat_interval: float = Field(5.0, gt=0, description="seconds between runner heartbeats")
+    job_types_dir: Path | None = Field(
+        None, description="folder of job type modules that add to or override the built-ins"
+    )
     max_upload_bytes: int = Field(
         50 * 1024**3, gt=0, description="largest file accepted in one upload, in bytes"
     )

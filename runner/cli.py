@@ -13,7 +13,9 @@ from typing import Any
 
 from runner.blender import BlenderBackend, BlenderNotFound, detect_backend, find_backends
 from runner.client import ManagerClient
+from runner.encode import EncodeError, probe_ffmpeg
 from runner.errors import RunnerError
+from runner.ffmpeg import supported_deliverables
 from runner.loop import Runner, StopControl
 from runner.workspace import Workspace
 
@@ -57,6 +59,14 @@ def add_parser(subparsers: Any) -> None:
         help="comma-separated tags; jobs with a tag go only to runners that have it "
         "(FRAMEFARM_RUNNER_TAGS; default: keep what the manager has)",
     )
+    parser.add_argument(
+        "--ffmpeg", default="ffmpeg", help="FFmpeg for video encode tasks (default: on PATH)"
+    )
+    parser.add_argument(
+        "--task-types",
+        help="comma-separated task types this runner takes (default: all it can: blender, "
+        "ffmpeg, file-management, misc)",
+    )
     parser.add_argument("--log-file", type=Path, help="also write plain logs to this file")
     parser.add_argument("--max-tasks", type=int, help="exit after this many tasks")
     parser.set_defaults(handler=run)
@@ -71,6 +81,21 @@ def choose_backend(path: str | None) -> BlenderBackend:
             "no Blender found: install Blender (or 'pip install bpy==5.0.1') or pass --blender PATH"
         )
     return backends[0]
+
+
+def probe_video(ffmpeg: str) -> tuple[str | None, list[str]]:
+    """The FFmpeg to use and the deliverables it can encode, as capabilities."""
+    try:
+        info = probe_ffmpeg(ffmpeg)
+    except EncodeError as exc:
+        log.warning("no video encoding on this runner: %s", exc)
+        return None, []
+    deliverables = supported_deliverables(info)
+    return info.path, [f"encode:{d}" for d in deliverables]
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     client = ManagerClient(args.manager, args.api_key)
-    tags = None if args.tags is None else [t.strip() for t in args.tags.split(",") if t.strip()]
+    tags = _split(args.tags)
+    ffmpeg, capabilities = probe_video(args.ffmpeg)
     runner = Runner(
         client,
         backend,
@@ -120,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
         stop=stop,
         threads=args.threads,
         tags=tags,
+        ffmpeg=ffmpeg,
+        capabilities=capabilities,
+        only_task_types=_split(args.task_types),
     )
     try:
         runner.run(max_tasks=args.max_tasks)

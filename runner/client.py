@@ -150,6 +150,36 @@ class ManagerClient:
         except httpx.TransportError as exc:
             raise ManagerUnreachable(f"download of blob {sha256} failed: {exc}") from exc
 
+    def download_job_frames(self, job_id: int, frames: list[int], dest: Path) -> list[Path]:
+        """The job's EXR frames (outputs of its render tasks), in frame order."""
+        listing = self._request("GET", self._runner_url(f"/jobs/{job_id}/outputs")).json()
+        by_frame = {o["frame"]: o for o in listing["outputs"] if o["frame"] is not None}
+        missing = [f for f in frames if f not in by_frame]
+        if missing:
+            raise ManagerRejected(409, "frames_missing", f"job {job_id} has no EXR for {missing}")
+        dest.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for frame in frames:
+            output = by_frame[frame]
+            target = dest / Path(output["name"]).name
+            self._download(self._runner_url(f"/jobs/{job_id}/outputs/{output['name']}"), target)
+            if sha256_file(target) != output["sha256"]:
+                raise ManagerUnreachable(f"frame {frame} arrived damaged; will retry")
+            paths.append(target)
+        return paths
+
+    def _download(self, url: str, dest: Path) -> None:
+        try:
+            with self._http.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_for(response)
+                with open(dest, "wb") as f:
+                    for chunk in response.iter_bytes(UPLOAD_CHUNK):
+                        f.write(chunk)
+        except httpx.TransportError as exc:
+            raise ManagerUnreachable(f"download of {url} failed: {exc}") from exc
+
     def _raise_for(self, response: httpx.Response) -> None:
         if response.status_code >= 500:
             raise ManagerUnreachable(f"the manager answered {response.status_code}")

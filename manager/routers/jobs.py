@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Response, UploadFile, status
 from fastapi.responses import FileResponse
 from sqlmodel import Session, col, select
 
-from manager.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, WorkSignalDep
+from manager.blendfile import blend_file_version
+from manager.deps import (
+    CurrentUser,
+    JobTypesDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    WorkSignalDep,
+)
 from manager.errors import FarmError, InvalidInput, NotFound
 from manager.job_control import (
     cancel_job,
@@ -21,14 +31,7 @@ from manager.job_control import (
     set_pins,
     set_priority,
 )
-from manager.jobs import (
-    create_render_job,
-    get_job_for,
-    job_public,
-    job_status_public,
-    parse_frames_or_422,
-    task_public,
-)
+from manager.jobs import get_job_for, job_public, job_status_public, task_public
 from manager.models import Job, Output, Task
 from manager.schemas import (
     BulkAction,
@@ -37,13 +40,22 @@ from manager.schemas import (
     JobPublic,
     JobsPublic,
     JobStatusPublic,
+    JobSubmit,
     JobUpdate,
     OutputPublic,
     OutputsPublic,
     RequeueRequest,
     TaskPublic,
 )
+from manager.signals import WorkSignal
 from manager.storage import safe_relative_path
+from manager.submission import (
+    DEFAULT_JOB_TYPE,
+    Submission,
+    create_job,
+    parse_frames_or_422,
+    store_upload,
+)
 from shared.wire import JOB_FINISHED
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -58,8 +70,18 @@ def submit_job(
     storage: StorageDep,
     settings: SettingsDep,
     signal: WorkSignalDep,
+    job_types: JobTypesDep,
     file: Annotated[UploadFile, File(description="the .blend to render")],
-    frames: Annotated[str, Form(description="frame range, e.g. 1-10 or 1,3,5-8")],
+    frames: Annotated[
+        str | None, Form(description="frame range, e.g. 1-10 or 1,3,5-8 (the frames setting)")
+    ] = None,
+    job_type: Annotated[str, Form(alias="type", description="job type name")] = DEFAULT_JOB_TYPE,
+    job_settings: Annotated[
+        str | None, Form(alias="settings", description="the job type's settings as JSON")
+    ] = None,
+    type_etag: Annotated[
+        str | None, Form(description="etag of the job type the form was built from (412 if stale)")
+    ] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
     priority: Annotated[int, Form(ge=0, le=100)] = 50,
     chunk_size: Annotated[
@@ -74,26 +96,90 @@ def submit_job(
         str | None, Form(description="comma-separated runner names to pin the job to")
     ] = None,
 ) -> JobPublic:
-    """Upload a .blend and render ``frames``; answers 202 with the job's Location."""
-    parse_frames_or_422(frames)  # fail before reading a large upload
+    """Upload a .blend and render it; answers 202 with the job's Location.
+
+    ``frames``, ``chunk_size`` and ``scene`` are shortcuts for the settings of the same name.
+    """
+    values = _settings_json(job_settings)
+    for key, value in (("frames", frames), ("chunk_size", chunk_size), ("scene", scene)):
+        if value is not None:
+            values[key] = value
+    if "frames" in values and isinstance(values["frames"], str):
+        parse_frames_or_422(values["frames"])  # fail before reading a large upload
+    blend_name = safe_relative_path(Path(file.filename or "scene.blend").name)
+    if not blend_name.lower().endswith(".blend"):
+        raise InvalidInput(
+            f"{file.filename!r} does not end in .blend; upload a Blender scene file",
+            code="not_a_blend",
+        )
     with storage.temp_file() as (temp, temp_path):
         sha256, size = storage.copy_to_temp(file.file, temp, max_bytes=settings.max_upload_bytes)
-        job = create_render_job(
-            session,
-            storage,
-            owner=user,
-            upload=temp_path,
-            sha256=sha256,
-            size=size,
-            filename=file.filename or "",
-            frames=frames,
+        blend_file_version(temp_path)  # a 422 before anything is stored
+        store_upload(session, storage, temp_path, sha256, size)
+    job = create_job(
+        session,
+        storage,
+        job_types,
+        user,
+        Submission(
+            job_type=job_type,
+            settings=values,
+            files={blend_name: (sha256, size)},
+            blend_file=blend_name,
             name=name,
             priority=priority,
-            chunk_size=chunk_size,
-            scene=scene,
             tag=tag,
             runners=[n.strip() for n in (runners or "").split(",") if n.strip()],
-        )
+            type_etag=type_etag,
+        ),
+    )
+    return _accepted(session, job, response, signal)
+
+
+@router.post("/manifest", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
+def submit_manifest(
+    body: JobSubmit,
+    response: Response,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+    signal: WorkSignalDep,
+    job_types: JobTypesDep,
+) -> JobPublic:
+    """Create a job from files already uploaded as blobs (the add-on's way; see /api/blobs)."""
+    job = create_job(
+        session,
+        storage,
+        job_types,
+        user,
+        Submission(
+            job_type=body.type,
+            settings=body.settings,
+            files={path: (f.sha256, f.size) for path, f in body.files.items()},
+            blend_file=body.blend_file,
+            name=body.name,
+            priority=body.priority,
+            tag=body.tag,
+            runners=body.runners,
+            type_etag=body.type_etag,
+        ),
+    )
+    return _accepted(session, job, response, signal)
+
+
+def _settings_json(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"settings is not valid JSON: {exc}", code="invalid_settings") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput("settings must be a JSON object", code="invalid_settings")
+    return value
+
+
+def _accepted(session: Session, job: Job, response: Response, signal: WorkSignal) -> JobPublic:
     public = job_public(session, job)
     signal.notify(public.tasks.queued)
     response.headers["Location"] = f"/api/jobs/{job.id}"

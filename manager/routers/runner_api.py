@@ -37,6 +37,8 @@ from manager.schemas import (
     ClaimedTask,
     HeartbeatReply,
     JobFilePublic,
+    OutputPublic,
+    OutputsPublic,
     ProgressReply,
     RunnerRegister,
     RunnerRegistered,
@@ -128,6 +130,7 @@ def register(
     runner.platform = body.platform
     runner.blender = body.blender.model_dump() if body.blender else {}
     runner.task_types = list(body.task_types)
+    runner.capabilities = sorted(set(body.capabilities))
     if body.tags is not None:
         runner.tags = sorted(set(body.tags))
     runner.status = RunnerStatus.IDLE.value
@@ -443,6 +446,59 @@ def release(
     session.commit()
     signal.notify(1)
     return Response(status_code=204)
+
+
+def _job_of_runner(session: Session, runner_id: int, key: ApiKey, job_id: int) -> Job:
+    """A job the runner is working on right now (it may read that job's outputs)."""
+    runner = _runner_for(session, runner_id, key)
+    working = session.exec(
+        select(Task.id).where(
+            Task.job_id == job_id, Task.runner_id == runner.id, Task.status == TaskStatus.ACTIVE
+        )
+    ).first()
+    job = session.get(Job, job_id)
+    if job is None or working is None:
+        raise Forbidden(
+            f"runner {runner.name} has no active task of job {job_id}", code="not_yours"
+        )
+    return job
+
+
+@router.get("/{runner_id}/jobs/{job_id}/outputs", response_model=OutputsPublic)
+def job_outputs(
+    runner_id: int, job_id: int, key: RunnerKeyDep, session: SessionDep
+) -> OutputsPublic:
+    """The outputs of a job this runner works on (an encode task reads the EXR frames)."""
+    _job_of_runner(session, runner_id, key, job_id)
+    outputs = session.exec(select(Output).where(Output.job_id == job_id)).all()
+    items = [
+        OutputPublic(
+            name=o.name,
+            frame=o.frame,
+            size=o.size,
+            sha256=o.sha256,
+            created_at=o.created_at,
+            url=f"/api/runner/{runner_id}/jobs/{job_id}/outputs/{o.name}",
+        )
+        for o in outputs
+    ]
+    return OutputsPublic(outputs=items, count=len(items))
+
+
+@router.get("/{runner_id}/jobs/{job_id}/outputs/{name:path}", response_class=FileResponse)
+def job_output_file(
+    runner_id: int,
+    job_id: int,
+    name: str,
+    key: RunnerKeyDep,
+    session: SessionDep,
+    storage: StorageDep,
+) -> FileResponse:
+    _job_of_runner(session, runner_id, key, job_id)
+    path = storage.output_path(job_id, safe_relative_path(name))
+    if not path.is_file():
+        raise NotFound(f"job {job_id} has no output {name!r}", code="output_not_found")
+    return FileResponse(path, media_type="application/octet-stream")
 
 
 @router.get("/blobs/{sha256}", response_class=FileResponse)

@@ -38,7 +38,9 @@ RULES: list[tuple[str, str]] = [
     (r"/api/runner/.*", RUNNER),
     (r"/api/admin/.*", ADMIN),
     (r"/api/jobs/\{job_id\}(/.*)?", OWNER),
-    (r"/api/jobs(/bulk)?", USER),
+    (r"/api/jobs(/bulk|/manifest)?", USER),
+    (r"/api/job-types(/\{name\})?", USER),
+    (r"/api/blobs/(missing|\{sha256\})", USER),
     (r"/api/auth/(me|logout|password/change|keys|keys/\{key_id\})", USER),
 ]
 

@@ -113,7 +113,8 @@ def test_a_blend_under_another_extension_is_refused(farm: Farm, scene_bpy: Path,
 def test_bad_frame_ranges_are_refused(farm: Farm, scene_bpy: Path, frames: str):
     response = submit(farm, scene_bpy, frames=frames)
     assert response.status_code == 422, response.text
-    assert response.json()["code"] in ("invalid_frame_range", "invalid_input")
+    assert response.json()["code"] in ("invalid_frame_range", "invalid_settings")
+    assert "frame" in response.json()["message"]
     assert job_count(farm) == 0
 
 
@@ -122,8 +123,8 @@ def test_missing_frames_field_is_a_clear_422(farm: Farm, scene_bpy: Path):
         response = farm.client.post(
             "/api/jobs", headers=farm.auth(farm.user_key), files={"file": ("a.blend", f)}
         )
-    assert_error(response, 422, "invalid_input")
-    assert "frames" in response.json()["message"]
+    assert_error(response, 422, "invalid_settings")
+    assert "frames: required" in response.json()["message"]
 
 
 def test_unknown_job_is_404(farm: Farm):
