@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -45,14 +46,18 @@ def submit_blend(
     frames: str,
     name: str | None = None,
     priority: int = 50,
-    chunk_size: int = 3,
+    chunk_size: int | None = None,
     scene: str | None = None,
+    job_type: str | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    data: dict[str, str] = {
-        "frames": frames,
-        "priority": str(priority),
-        "chunk_size": str(chunk_size),
-    }
+    data: dict[str, str] = {"frames": frames, "priority": str(priority)}
+    if chunk_size is not None:
+        data["chunk_size"] = str(chunk_size)
+    if job_type:
+        data["type"] = job_type
+    if settings:
+        data["settings"] = json.dumps(settings)
     if name:
         data["name"] = name
     if scene:
@@ -116,7 +121,18 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--frames", required=True, help="frame range, e.g. 1-250 or 1,5,10-20")
     parser.add_argument("--name", help="job name (default: the file name)")
     parser.add_argument("--priority", type=int, default=50, help="0-100, higher first")
-    parser.add_argument("--chunk-size", type=int, default=3, help="frames per task")
+    parser.add_argument(
+        "--chunk-size", type=int, help="frames per task (default: the farm's setting)"
+    )
+    parser.add_argument("--type", default=None, help="job type (default: simple-blender-render)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="a job type setting as KEY=VALUE (VALUE is JSON, or else a string), "
+        "e.g. --set deliverable=EXR_264_MP4 --set fps=24 --set bitrate_kbps=8000",
+    )
     parser.add_argument("--scene", help="scene to render (default: the file's active scene)")
     parser.add_argument(
         "--manager",
@@ -131,6 +147,17 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--wait", action="store_true", help="wait until the job finishes")
     parser.add_argument("--download", type=Path, help="with --wait: save the outputs here")
     parser.set_defaults(handler=run)
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        try:
+            settings[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            settings[key.strip()] = raw  # a bare word is a string
+    return settings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
                 priority=args.priority,
                 chunk_size=args.chunk_size,
                 scene=args.scene,
+                job_type=args.type,
+                settings=_parse_sets(args.set),
             )
             print(f"job {job['id']} queued: {args.manager.rstrip('/')}/api/jobs/{job['id']}")
             if not args.wait:

@@ -211,6 +211,7 @@ class Runner:
                     raise TaskAborted("the runner is shutting down")
                 if progress.stopped:
                     raise TaskStopped(progress.stop_reason or "the manager asked to stop this task")
+            progress.send(activity="done")  # the last output lines go with it
             self.client.complete(task_id)
             log.info("task %s completed", task_id)
         except TaskStopped as exc:

@@ -60,6 +60,10 @@ class LiveFarm:
         self.runners.append(process)
         return process
 
+    @property
+    def job_types_dir(self) -> Path:
+        return self.root / "job-types"
+
     def client(self) -> httpx.Client:
         return make_client(self.url, self.user_key)
 
@@ -95,7 +99,9 @@ def live_farm(tmp_path: Path) -> Iterator[LiveFarm]:
         **os.environ,
         "HOME": str(tmp_path / "home"),
         "PYTHONUNBUFFERED": "1",
+        "FRAMEFARM_JOB_TYPES_DIR": str(tmp_path / "job-types"),
     }
+    (tmp_path / "job-types").mkdir()
     with open(tmp_path / "manager.log", "ab") as log:
         manager = subprocess.Popen(
             [
