@@ -12,6 +12,7 @@ from manager.failures import fail_task
 from manager.farm_settings import get_setting
 from manager.job_control import release_task
 from manager.models import Job, Runner, Task, utcnow
+from manager.states import JOB_RUNNABLE, TASK_RUNNABLE
 from shared.wire import RunnerStatus, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,41 @@ def sweep(session: Session, *, runner_timeout: float, now: datetime | None = Non
     for task in _active_tasks(session, col(Task.lease_expires_at) < now):
         _release(session, task, "its lease expired without a heartbeat", changed)
     changed += _time_out_stuck_tasks(session, now)
+    explain_missing_capabilities(session)
     return changed
+
+
+def explain_missing_capabilities(session: Session) -> None:
+    """A task whose capability no enabled runner has says so on its job (it keeps waiting:
+    a runner that has it may still come)."""
+    waiting = session.execute(
+        select(Task, Job)
+        .join(Job, col(Job.id) == col(Task.job_id))
+        .where(
+            col(Task.capability).is_not(None),
+            col(Task.status).in_([s.value for s in TASK_RUNNABLE]),
+            col(Job.status).in_([s.value for s in JOB_RUNNABLE]),
+        )
+    ).all()
+    if not waiting:
+        return
+    offered = {
+        capability
+        for capabilities in session.scalars(
+            select(Runner.capabilities).where(col(Runner.enabled).is_(True))
+        )
+        for capability in capabilities
+    }
+    for task, job in waiting:
+        if task.capability in offered:
+            continue
+        reason = (
+            f"waiting: task {task.name} needs a runner with {task.capability}, "
+            "and no enabled runner has it (check the runners' FFmpeg encoders)"
+        )
+        if job.activity != reason:
+            job.activity = reason
+            session.add(job)
 
 
 def _active_tasks(session: Session, condition: object) -> list[Task]:

@@ -362,3 +362,24 @@ def test_illegal_transitions_are_refused():
     with pytest.raises(Conflict, match="a queued task cannot become completed"):
         check_task_transition(TaskStatus.QUEUED, TaskStatus.COMPLETED)
     assert check_job_transition(JobStatus.PAUSED, JobStatus.QUEUED) is JobStatus.QUEUED
+
+
+def test_a_task_no_runner_can_take_says_why_on_its_job(engine: Engine):
+    with session_scope(engine) as session:
+        job, tasks = make_job(session, tasks=1, task_type="ffmpeg")
+        tasks[0].capability = "encode:EXR_AV1_MP4"
+        session.add(tasks[0])
+    (encoder,) = runners(engine, "vp9-only", task_types=["ffmpeg"])
+    with session_scope(engine) as session:
+        session.get(Runner, encoder.id).capabilities = ["encode:EXR_VP9_WEBM"]  # type: ignore[union-attr]
+    with session_scope(engine) as session:
+        sweep(session, runner_timeout=30)
+    assert claim(engine, encoder) is None
+    with Session(engine) as session:
+        waiting = session.get(Job, job.id)
+        assert waiting is not None and waiting.status == "queued"
+        assert "needs a runner with encode:EXR_AV1_MP4" in waiting.activity
+    with session_scope(engine) as session:
+        session.get(Runner, encoder.id).capabilities = ["encode:EXR_AV1_MP4"]  # type: ignore[union-attr]
+    encoder.capabilities = ["encode:EXR_AV1_MP4"]
+    assert claim(engine, encoder) is not None
