@@ -58,7 +58,7 @@ def explain_missing_capabilities(session: Session) -> None:
     offered = {
         capability
         for capabilities in session.scalars(
-            select(Runner.capabilities).where(col(Runner.enabled).is_(True))
+            select(col(Runner.capabilities)).where(col(Runner.enabled).is_(True))
         )
         for capability in capabilities
     }
