@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import textwrap
+import re
 from pathlib import Path
 
 import pytest
@@ -123,32 +123,16 @@ def test_dependency_cycles_are_refused():
         job.add_task("d", "gpu-magic")
 
 
-USER_TYPE = textwrap.dedent(
-    '''
-    """render-and-report: frames, then a step of the studio's own after all of them."""
-    from shared.frames import parse_frame_range
+def readme_job_type_example() -> str:
+    """The example module of the README's "Writing a job type", so the docs run as written."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Writing a job type", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "README: 'Writing a job type' lost its python example"
+    return match.group(1)
 
-    JOB_TYPE = {
-        "label": "Render and report",
-        "settings": [
-            {"key": "frames", "type": "string", "required": True},
-            {"key": "note", "type": "string", "default": "report"},
-        ],
-    }
 
-    def compile_job(job):
-        renders = []
-        for frame in parse_frame_range(job.settings["frames"]):
-            task = job.add_task(f"render-{frame}", "blender", frames=[frame])
-            task.add_command("blender-render", blend_file=job.metadata["blend_file"],
-                             frames=[frame])
-            renders.append(task)
-        report = job.add_task("report", "misc")
-        report.add_command("echo", message=job.settings["note"])
-        report.add_command("exec", argv=["python3", "-c", "print('studio step ran')"])
-        report.depends_on(*renders)
-    '''
-)
+USER_TYPE = readme_job_type_example()
 
 
 def test_user_folder_adds_and_overrides_types_without_restart(tmp_path: Path):
