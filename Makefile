@@ -6,9 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # ffmpeg for video, blender for the executable backend, the X/GL libraries the bpy wheel
-# links against, python3-venv for the virtualenv.
+# links against, python3-venv for the virtualenv, postgresql for the scheduler tests,
+# chromium for the web page tests, tmux for the runner console tests.
 APT_PACKAGES := ffmpeg blender python3-venv libx11-6 libxrender1 libxfixes3 libxi6 \
-	libxkbcommon0 libsm6 libice6 libgl1 libxext6 libxxf86vm1 postgresql
+	libxkbcommon0 libsm6 libice6 libgl1 libxext6 libxxf86vm1 postgresql chromium tmux
 # The test suite runs the scheduler and API tests on a real PostgreSQL server too.
 PG_RUN := $(if $(SUDO),sudo -u postgres,runuser -u postgres --)
 export FRAMEFARM_TEST_POSTGRES_URL ?= postgresql+psycopg://framefarm_test:framefarm_test@127.0.0.1:5432/postgres
