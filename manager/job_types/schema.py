@@ -26,6 +26,8 @@ class SettingSpec:
     description: str = ""
     label: str = ""
     eval: str | None = None
+    eval_toggle: bool = False
+    """The add-on shows an "auto" toggle: off, the artist types the value instead."""
     visible: str = "visible"
 
 
@@ -81,6 +83,15 @@ def parse_schema(name: str, raw: Any) -> JobTypeSchema:
             raise JobTypeError(
                 f"job type {name}: setting {spec.key!r} has visible={spec.visible!r}"
             )
+        if spec.eval is not None:
+            try:
+                compile(spec.eval, f"<{name}.{spec.key}.eval>", "eval")
+            except SyntaxError as error:
+                raise JobTypeError(
+                    f"job type {name}: eval of {spec.key!r} is not a Python expression: {error}"
+                ) from error
+        elif spec.eval_toggle:
+            raise JobTypeError(f"job type {name}: {spec.key!r} has eval_toggle but no eval")
         if spec.default is not None and _type_error(spec, spec.default):
             raise JobTypeError(f"job type {name}: default of {spec.key!r} is not a {spec.type}")
         settings.append(spec)

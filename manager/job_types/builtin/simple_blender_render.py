@@ -17,6 +17,7 @@ JOB_TYPE = {
             "type": "string",
             "required": True,
             "eval": "f'{C.scene.frame_start}-{C.scene.frame_end}'",
+            "eval_toggle": True,
             "description": "frame range, e.g. 1-250 or 1-10,20-30",
         },
         {
