@@ -17,11 +17,22 @@ from manager.db import BEGIN_MODE, is_sqlite, make_engine, migrate, session_scop
 from manager.errors import install_error_handlers
 from manager.job_types import JobTypes
 from manager.metrics import FarmMetrics
-from manager.routers import admin, auth, blobs, health, job_types, jobs, metrics, runner_api
+from manager.routers import (
+    admin,
+    auth,
+    blender_versions,
+    blobs,
+    health,
+    job_types,
+    jobs,
+    metrics,
+    runner_api,
+)
 from manager.settings import ManagerSettings
 from manager.signals import WorkSignal
 from manager.storage import Storage
 from manager.sweeper import sweep
+from manager.web import install_web
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +85,11 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
     app.include_router(job_types.router)
     app.include_router(blobs.router)
     app.include_router(runner_api.router)
+    app.include_router(blender_versions.router)
     app.include_router(metrics.router)
     app.include_router(auth.router)
     app.include_router(admin.router)
+    install_web(app)
     return app
 
 

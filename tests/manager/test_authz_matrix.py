@@ -9,22 +9,26 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import fastapi.routing
+import httpx
 import pytest
 from fastapi import FastAPI
 from sqlmodel import Session, select
+from starlette.testclient import WebSocketDenialResponse
 
 from manager.apikeys import create_api_key, hash_key
 from manager.db import session_scope
-from manager.models import ApiKey, Output, Runner
+from manager.models import ApiKey, Output, Runner, utcnow
 from manager.users import create_user, get_user_by_email
-from shared.wire import ApiKeyScope
+from shared.wire import ApiKeyScope, JobStatus, TaskStatus
 from tests.manager.auth_helpers import engine_of
 from tests.manager.conftest import Farm
 from tests.manager.factories import make_job
 
 PUBLIC, RUNNER, ADMIN, USER, OWNER = "public", "runner only", "admin only", "users", "job owner"
+PAGE, OWNER_PAGE, ADMIN_PAGE = "page", "job owner's page", "admin page"
 
 # First match wins; paths as the route table writes them. A route matching none fails.
 RULES: list[tuple[str, str]] = [
@@ -38,13 +42,20 @@ RULES: list[tuple[str, str]] = [
     (r"/api/runner/.*", RUNNER),
     (r"/api/admin/.*", ADMIN),
     (r"/api/jobs/\{job_id\}(/.*)?", OWNER),
-    (r"/api/jobs(/bulk|/manifest)?", USER),
+    (r"/api/jobs(/bulk|/manifest|/ws)?", USER),
     (r"/api/job-types(/\{name\})?", USER),
     (r"/api/blobs/(missing|\{sha256\})", USER),
     (r"/api/auth/(me|logout|password/change|keys|keys/\{key_id\})", USER),
+    # the web page: signed-out browsers are sent to /signin instead of getting a 401
+    (r"/|/signin|/static/\{name\}", PUBLIC),
+    (r"/jobs/\{job_id\}(/.*)?", OWNER_PAGE),
+    (r"/jobs(/rows|/bulk|/new|/new/inspect)?|/runners(/rows)?", PAGE),
+    (r"/runners/\{runner_id\}/(enable|disable|tags)|/admin(/.*)?", ADMIN_PAGE),
 ]
 
 ALLOWED = "allowed"
+SIGN_IN = "303 to /signin"
+WEBSOCKET = "WEBSOCKET"
 CALLERS = ("anonymous", "user A", "user B", "admin", "runner key")
 EXPECTED: dict[str, dict[str, object]] = {
     PUBLIC: dict.fromkeys(CALLERS, ALLOWED),
@@ -70,11 +81,36 @@ EXPECTED: dict[str, dict[str, object]] = {
         "admin": ALLOWED,
         "runner key": 403,
     },
+    PAGE: {
+        "anonymous": SIGN_IN,
+        "user A": ALLOWED,
+        "user B": ALLOWED,
+        "admin": ALLOWED,
+        "runner key": 403,
+    },
+    OWNER_PAGE: {
+        "anonymous": SIGN_IN,
+        "user A": ALLOWED,
+        "user B": (404, "job_not_found"),
+        "admin": ALLOWED,
+        "runner key": 403,
+    },
+    ADMIN_PAGE: {
+        "anonymous": SIGN_IN,
+        "user A": 403,
+        "user B": 403,
+        "admin": ALLOWED,
+        "runner key": 403,
+    },
 }
 
 # Request bodies that get a request past validation to the part that checks ownership.
 BODIES: dict[tuple[str, str], object] = {
     ("POST", "/api/jobs/bulk"): {"action": "pause", "job_ids": ["{job_id}"]},
+}
+# The same for the pages, which take forms.
+FORMS: dict[tuple[str, str], dict[str, str]] = {
+    ("POST", "/jobs/{job_id}/priority"): {"priority": "60"},
 }
 
 
@@ -91,8 +127,11 @@ def app_routes(app: FastAPI) -> Iterator[tuple[str, str, str]]:
     for route in flatten(app.routes) if flatten else app.routes:
         methods = getattr(route, "methods", None)
         kind = type(getattr(route, "original_route", route)).__name__
+        if kind == "APIWebSocketRoute":
+            yield WEBSOCKET, route.path, kind
+            continue
         if not methods:
-            yield "", route.path, kind  # a mount or websocket: the matrix cannot call it
+            yield "", route.path, kind  # a mount: the matrix cannot call it
             continue
         for method in sorted(methods - {"HEAD"} if methods != {"HEAD"} else methods):
             yield method, route.path, kind
@@ -115,8 +154,20 @@ def make_world(farm: Farm, serial: int) -> World:
         runner_key = session.exec(
             select(ApiKey).where(ApiKey.key_hash == hash_key(farm.runner_key))
         ).one()
-        runner = Runner(name=f"node-{serial}", api_key_id=runner_key.id, task_types=["blender"])
+        runner = Runner(
+            name=f"node-{serial}",
+            api_key_id=runner_key.id,
+            task_types=["blender"],
+            last_seen_at=utcnow(),
+        )
         session.add(runner)
+        session.flush()
+        # the runner works on the job's second task, so it may read the job's outputs
+        tasks[1].status, tasks[1].runner_id = TaskStatus.ACTIVE, runner.id
+        tasks[1].lease_expires_at = utcnow() + timedelta(minutes=5)
+        session.add(tasks[1])
+        job.status = JobStatus.ACTIVE
+        session.add(job)
         victim = create_user(session, email=f"victim-{serial}@example.com")
         spare = create_api_key(session, name="spare", scope=ApiKeyScope.USER, user=artist).record
         session.flush()
@@ -130,6 +181,7 @@ def make_world(farm: Farm, serial: int) -> World:
                 "provider": "nobody",
                 "user_id": str(victim.id),
                 "key_id": str(spare.id),
+                "action": "pause",
             }
         )
 
@@ -158,15 +210,29 @@ def call(farm: Farm, method: str, path: str, caller: str, world: World):  # type
         "runner key": farm.runner_key,
     }
     headers = farm.auth(keys[caller]) if caller in keys else {}
+    if method == WEBSOCKET:
+        return connect(farm, url, headers)
     body = fill(BODIES.get((method, path), {}), world.params)
+    form = FORMS.get((method, path))
     return farm.client.request(
         method,
         url,
         headers=headers,
         params={"wait": "0"},  # long polls answer at once
-        json=body if method in ("POST", "PUT", "PATCH", "DELETE") else None,
+        json=body if method in ("POST", "PUT", "PATCH", "DELETE") and form is None else None,
+        data=form,
         follow_redirects=False,
     )
+
+
+def connect(farm: Farm, url: str, headers: dict[str, str]) -> httpx.Response:
+    """A WebSocket handshake: 101 once the first message came, else the refusal it got."""
+    try:
+        with farm.client.websocket_connect(url, headers=headers) as socket:
+            socket.receive_json()
+    except WebSocketDenialResponse as refusal:
+        return refusal
+    return httpx.Response(101)
 
 
 def verdict(response) -> tuple[int, str]:  # type: ignore[no-untyped-def]
@@ -177,7 +243,9 @@ def verdict(response) -> tuple[int, str]:  # type: ignore[no-untyped-def]
     return response.status_code, code
 
 
-def matches(expected: object, status: int, code: str) -> bool:
+def matches(expected: object, status: int, code: str, location: str = "") -> bool:
+    if expected == SIGN_IN:
+        return status == 303 and location.startswith("/signin?next=")
     if expected == ALLOWED:
         denied = status in (401, 403) or (status == 404 and code == "job_not_found")
         return not denied and status < 500
@@ -206,7 +274,7 @@ def test_every_route_answers_each_caller_as_the_rules_say(farm: Farm):
             response = call(farm, method, path, caller, make_world(farm, serial))
             status, code = verdict(response)
             expected = EXPECTED[rule][caller]
-            if not matches(expected, status, code):
+            if not matches(expected, status, code, response.headers.get("location", "")):
                 wrong.append(
                     f"{method} {path} [{rule}] as {caller}: expected {expected}, "
                     f"got {status} {code} {response.text[:120]!r}"

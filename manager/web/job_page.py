@@ -1,0 +1,212 @@
+"""One job: settings, metadata, frame grid, tasks, log tail, last frame, outputs, actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from sqlmodel import Session, col, select
+
+from manager.deps import SessionDep, StorageDep, WorkSignalDep
+from manager.errors import FarmError, NotFound
+from manager.job_control import cancel_job, delete_job, pause_job, requeue_job, resume_job
+from manager.job_control import set_priority as set_job_priority
+from manager.jobs import get_job_for
+from manager.models import Job, JobFile, Output, Task
+from manager.storage import Storage, safe_relative_path
+from manager.web.access import WebUser
+from manager.web.blendinfo import blend_info_of_blob
+from manager.web.flash import flash
+from manager.web.job_view import job_detail
+from manager.web.previews import FORMATS, cached_preview
+from manager.web.templating import render
+from manager.web.zipstream import stream_zip
+
+router = APIRouter(include_in_schema=False)
+
+LOG_TAIL_LINES = 200
+LOG_TAIL_BYTES = 64 * 1024
+ACTIONS: dict[str, tuple[Callable[[Session, Job], object], str]] = {
+    "pause": (pause_job, "Paused"),
+    "resume": (resume_job, "Resumed"),
+    "cancel": (cancel_job, "Canceled"),
+    "requeue-failed": (lambda s, j: requeue_job(s, j, failed_only=True), "Requeued failed tasks"),
+    "requeue": (lambda s, j: requeue_job(s, j, failed_only=False), "Requeued"),
+}
+
+
+def _blend_info(session: Session, storage: Storage, job: Job) -> object:
+    record = session.exec(
+        select(JobFile).where(JobFile.job_id == job.id, JobFile.path == job.blend_file)
+    ).first()
+    if record is None or not storage.has_blob(record.sha256):
+        return None
+    return blend_info_of_blob(storage.blob_path(record.sha256))
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(
+    request: Request, job_id: int, user: WebUser, session: SessionDep, storage: StorageDep
+) -> HTMLResponse:
+    job = get_job_for(session, job_id, user)
+    detail = job_detail(session, job)
+    selected = next((t for t in detail.tasks if t.status == "active"), None) or next(
+        (t for t in reversed(detail.tasks) if t.started_at), None
+    )
+    return render(
+        request,
+        "job.html",
+        {
+            "user": user,
+            "d": detail,
+            "job": detail.summary.job,
+            "info": _blend_info(session, storage, job),
+            "log_task": selected,
+            "log_lines": log_tail(storage, job_id, selected.id) if selected else [],
+        },
+    )
+
+
+@router.get("/jobs/{job_id}/live", response_class=HTMLResponse)
+def job_live(request: Request, job_id: int, user: WebUser, session: SessionDep) -> HTMLResponse:
+    """The parts of the job page that change while it renders, polled every two seconds."""
+    detail = job_detail(session, get_job_for(session, job_id, user))
+    return render(request, "_job_live.html", {"d": detail, "job": detail.summary.job})
+
+
+@router.get("/jobs/{job_id}/tasks/{task_id}/log", response_class=HTMLResponse)
+def task_log(
+    request: Request,
+    job_id: int,
+    task_id: int,
+    user: WebUser,
+    session: SessionDep,
+    storage: StorageDep,
+) -> HTMLResponse:
+    """The last lines of a task's log."""
+    get_job_for(session, job_id, user)
+    task = session.get(Task, task_id)
+    if task is None or task.job_id != job_id:
+        raise NotFound(f"job {job_id} has no task {task_id}", code="task_not_found")
+    lines = log_tail(storage, job_id, task_id)
+    return render(request, "_log.html", {"task": task, "lines": lines, "job_id": job_id})
+
+
+def log_tail(storage: Storage, job_id: int, task_id: int) -> list[str]:
+    """The last lines of a task's log, reading only its end (logs of long tasks grow large)."""
+    path = storage.task_log_path(job_id, task_id)
+    if not path.is_file():
+        return []
+    with path.open("rb") as log:
+        size = log.seek(0, 2)
+        log.seek(max(0, size - LOG_TAIL_BYTES))
+        text = log.read().decode(errors="replace")
+    return text.splitlines()[-LOG_TAIL_LINES:]
+
+
+@router.post("/jobs/{job_id}/actions/{action}", response_class=HTMLResponse)
+def job_action(
+    request: Request,
+    job_id: int,
+    action: str,
+    user: WebUser,
+    session: SessionDep,
+    signal: WorkSignalDep,
+    storage: StorageDep,
+    background: BackgroundTasks,
+) -> Response:
+    job = get_job_for(session, job_id, user)
+    if action == "delete":
+        delete_job(session, job)
+        session.commit()
+        background.add_task(storage.remove_job_files, job_id)
+        return Response(status_code=204, headers={"HX-Redirect": "/jobs"})
+    if action not in ACTIONS:
+        raise NotFound(f"there is no job action {action!r}", code="unknown_action")
+    function, done = ACTIONS[action]
+    try:
+        function(session, job)
+        session.commit()
+    except FarmError as exc:
+        session.rollback()
+        return flash(request, exc.message, kind="error")
+    signal.notify()
+    return flash(request, f"{done}: {job.name}.", refresh="job-changed")
+
+
+@router.post("/jobs/{job_id}/priority", response_class=HTMLResponse)
+def change_priority(
+    request: Request,
+    job_id: int,
+    user: WebUser,
+    session: SessionDep,
+    signal: WorkSignalDep,
+    priority: Annotated[int, Form(ge=0, le=100)],
+) -> HTMLResponse:
+    job = get_job_for(session, job_id, user)
+    set_job_priority(job, priority)
+    session.add(job)
+    session.commit()
+    signal.notify()
+    return flash(request, f"Priority of {job.name} is now {priority}.", refresh="job-changed")
+
+
+@router.get("/jobs/{job_id}/preview/{name:path}")
+def preview(
+    job_id: int,
+    name: str,
+    user: WebUser,
+    session: SessionDep,
+    storage: StorageDep,
+    format: str = "png",
+    width: int | None = None,
+) -> FileResponse:
+    """An EXR output tone-mapped for the browser (cached; ``format`` png or jpeg)."""
+    get_job_for(session, job_id, user)
+    clean = safe_relative_path(name)
+    output = session.exec(
+        select(Output).where(Output.job_id == job_id, Output.name == clean)
+    ).first()
+    path = storage.output_path(job_id, clean)
+    if output is None or not path.is_file() or not clean.lower().endswith(".exr"):
+        raise NotFound(f"job {job_id} has no EXR output {clean!r}", code="output_not_found")
+    if format not in FORMATS:
+        raise NotFound(f"previews come as {', '.join(FORMATS)}", code="unknown_format")
+    width = max(16, min(width, 4096)) if width else None
+    image = cached_preview(
+        path, output.sha256, storage.job_dir(job_id) / "previews", fmt=format, max_width=width
+    )
+    return FileResponse(
+        image,
+        media_type=FORMATS[format][1],
+        headers={"Cache-Control": "private, max-age=86400"},
+    )
+
+
+@router.get("/jobs/{job_id}/frames.zip")
+def frames_zip(
+    job_id: int, user: WebUser, session: SessionDep, storage: StorageDep
+) -> StreamingResponse:
+    """Every EXR of the job in one zip, streamed as it is written."""
+    job = get_job_for(session, job_id, user)
+    outputs = session.exec(
+        select(Output).where(Output.job_id == job_id).order_by(col(Output.name))
+    ).all()
+    members = [
+        (o.name, storage.output_path(job_id, o.name))
+        for o in outputs
+        if storage.output_path(job_id, o.name).is_file()
+    ]
+    filename = f"job-{job_id}-{safe_filename(job.name)}.zip"
+    return StreamingResponse(
+        stream_zip(members),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def safe_filename(name: str) -> str:
+    kept = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.")
+    return kept[:80] or "frames"

@@ -1,0 +1,204 @@
+"""What the job pages show, read from the database: progress, ETA, frames, tasks, outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from manager.jobs import job_public
+from manager.models import Job, Output, Runner, Task, TaskFailure, User
+from manager.schemas import JobPublic
+from manager.web.eta import RECENT_FRAMES, FrameTime, frame_times, job_eta
+from shared.wire import JOB_FINISHED, TaskStatus
+
+PREVIEW_SUFFIX = ".preview.mp4"
+
+
+@dataclass(frozen=True)
+class FrameCell:
+    frame: int
+    state: str  # done, active, queued, paused, failed, canceled
+    runner: str | None
+    seconds: float | None
+
+    @property
+    def label(self) -> str:
+        words = [f"frame {self.frame}", self.state]
+        if self.runner:
+            words.append(f"on {self.runner}")
+        if self.seconds is not None:
+            words.append(f"{self.seconds:.1f} s")
+        return ", ".join(words)
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    id: int
+    name: str
+    status: str
+    frames: list[int]
+    frames_done: int
+    runner: str | None
+    attempts: int
+    activity: str
+    failure_reason: str | None
+    failures: list[str]
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None or self.status == TaskStatus.QUEUED:
+            return None
+        if self.finished_at is not None:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def frame_range(self) -> str:
+        if not self.frames:
+            return ""
+        first, last = self.frames[0], self.frames[-1]
+        return str(first) if first == last else f"{first}–{last}"
+
+
+@dataclass
+class JobSummary:
+    job: JobPublic
+    owner_email: str | None
+    runners_working: int
+    eta_seconds: float | None
+
+    @property
+    def percent(self) -> int:
+        if self.job.frame_count == 0:
+            return 0
+        return min(100, round(100 * self.job.frames_done / self.job.frame_count))
+
+    @property
+    def finished(self) -> bool:
+        return self.job.status in JOB_FINISHED
+
+
+@dataclass
+class JobDetail:
+    summary: JobSummary
+    tasks: list[TaskRow]
+    cells: list[FrameCell]
+    outputs: list[Output]
+    frames: list[Output] = field(default_factory=list)
+    previews: list[Output] = field(default_factory=list)
+    last_frame: Output | None = None
+    mean_frame_seconds: float | None = None
+
+
+def _runner_names(session: Session) -> dict[int, str]:
+    return {r.id or 0: r.name for r in session.exec(select(Runner)).all()}
+
+
+def _tasks(session: Session, job_id: int) -> list[Task]:
+    return list(
+        session.exec(select(Task).where(Task.job_id == job_id).order_by(col(Task.task_order)))
+    )
+
+
+def _outputs(session: Session, job_id: int) -> list[Output]:
+    return list(
+        session.exec(select(Output).where(Output.job_id == job_id).order_by(col(Output.name)))
+    )
+
+
+def _times(tasks: list[Task], outputs: list[Output]) -> list[FrameTime]:
+    starts = {t.id or 0: t.started_at for t in tasks}
+    return frame_times(starts, ((o.task_id, o.frame, o.created_at) for o in outputs))
+
+
+def _working(tasks: list[Task]) -> int:
+    return len({t.runner_id for t in tasks if t.status == TaskStatus.ACTIVE and t.runner_id})
+
+
+def summarize(
+    session: Session,
+    job: Job,
+    *,
+    tasks: list[Task] | None = None,
+    outputs: list[Output] | None = None,
+) -> JobSummary:
+    public = job_public(session, job)
+    owner = session.get(User, job.owner_id) if job.owner_id else None
+    eta = None
+    working = 0
+    if public.status not in JOB_FINISHED:
+        tasks = tasks if tasks is not None else _tasks(session, public.id)
+        outputs = outputs if outputs is not None else _outputs(session, public.id)
+        working = _working(tasks)
+        eta = job_eta(_times(tasks, outputs), public.frame_count - public.frames_done, working)
+    return JobSummary(public, owner.email if owner else None, working, eta)
+
+
+def _task_rows(session: Session, tasks: list[Task], names: dict[int, str]) -> list[TaskRow]:
+    failures: dict[int, list[str]] = {}
+    ids = [t.id for t in tasks]
+    for failure in session.exec(
+        select(TaskFailure).where(col(TaskFailure.task_id).in_(ids)).order_by(col(TaskFailure.id))
+    ):
+        runner = names.get(failure.runner_id or 0, "a runner")
+        failures.setdefault(failure.task_id, []).append(f"{runner}: {failure.reason}")
+    return [
+        TaskRow(
+            id=t.id or 0,
+            name=t.name,
+            status=t.status,
+            frames=list(t.frames),
+            frames_done=t.frames_done,
+            runner=names.get(t.runner_id) if t.runner_id else None,
+            attempts=t.attempts,
+            activity=t.activity,
+            failure_reason=t.failure_reason,
+            failures=failures.get(t.id or 0, []),
+            started_at=t.started_at,
+            finished_at=t.finished_at,
+        )
+        for t in tasks
+    ]
+
+
+def frame_cells(
+    tasks: list[Task], outputs: list[Output], times: list[FrameTime], names: dict[int, str]
+) -> list[FrameCell]:
+    """One cell per frame: done once its output is in, else its task's state."""
+    done = {o.frame for o in outputs if o.frame is not None}
+    seconds = {t.frame: t.seconds for t in times if t.frame is not None}
+    cells = []
+    for task in tasks:
+        runner = names.get(task.runner_id) if task.runner_id else None
+        state = {TaskStatus.SOFT_FAILED: "queued"}.get(TaskStatus(task.status), task.status)
+        for frame in task.frames:
+            cell_state = "done" if frame in done else state
+            if cell_state == "completed":
+                cell_state = "done"
+            cells.append(FrameCell(frame, cell_state, runner, seconds.get(frame)))
+    return sorted(cells, key=lambda c: c.frame)
+
+
+def job_detail(session: Session, job: Job) -> JobDetail:
+    tasks = _tasks(session, job.id or 0)
+    outputs = _outputs(session, job.id or 0)
+    names = _runner_names(session)
+    times = _times(tasks, outputs)
+    frames = [o for o in outputs if o.name.lower().endswith(".exr")]
+    last = max(frames, key=lambda o: (o.created_at, o.name)) if frames else None
+    recent = [t.seconds for t in times[-RECENT_FRAMES:]]
+    return JobDetail(
+        summary=summarize(session, job, tasks=tasks, outputs=outputs),
+        tasks=_task_rows(session, tasks, names),
+        cells=frame_cells(tasks, outputs, times, names),
+        outputs=outputs,
+        frames=frames,
+        # the SDR *.preview.mp4 an encode uploads plays in any browser; the HDR deliverable may not
+        previews=[o for o in outputs if o.name.lower().endswith(PREVIEW_SUFFIX)],
+        last_frame=last,
+        mean_frame_seconds=sum(recent) / len(recent) if recent else None,
+    )

@@ -1,0 +1,136 @@
+"""The jobs list: filters, live rows with progress and ETA, and bulk actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlmodel import Session, col, select
+
+from manager.deps import SessionDep, StorageDep, WorkSignalDep
+from manager.errors import FarmError
+from manager.job_control import (
+    cancel_job,
+    delete_job,
+    pause_job,
+    requeue_job,
+    resume_job,
+    set_priority,
+)
+from manager.jobs import get_job_for
+from manager.models import Job, User
+from manager.web.access import WebUser
+from manager.web.flash import flash
+from manager.web.job_view import JobSummary, summarize
+from manager.web.templating import render
+from shared.wire import JobStatus
+
+router = APIRouter(include_in_schema=False)
+
+STATUS_FILTERS = ("", *[s.value for s in JobStatus])
+BULK_ACTIONS: dict[str, Callable[[Session, Job], object]] = {
+    "pause": pause_job,
+    "resume": resume_job,
+    "cancel": cancel_job,
+    "requeue-failed": lambda s, j: requeue_job(s, j, failed_only=True),
+    "delete": delete_job,
+}
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/jobs", status_code=303)
+
+
+def _summaries(
+    session: Session, user: User, status: str, scope: str, limit: int = 200
+) -> list[JobSummary]:
+    query = select(Job).order_by(col(Job.id).desc()).limit(limit)
+    if scope != "all" or not user.is_admin:
+        query = query.where(Job.owner_id == user.id)
+    if status:
+        query = query.where(Job.status == status)
+    return [summarize(session, job) for job in session.exec(query).all()]
+
+
+def _list_context(
+    session: Session, user: User, status: str, scope: str, selected: list[int]
+) -> dict[str, object]:
+    scope = scope if user.is_admin and scope == "all" else "mine"
+    return {
+        "user": user,
+        "jobs": _summaries(session, user, status, scope),
+        "status": status,
+        "scope": scope,
+        "statuses": STATUS_FILTERS,
+        "selected": set(selected),
+    }
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(
+    request: Request,
+    user: WebUser,
+    session: SessionDep,
+    status: str = "",
+    scope: str = "mine",
+) -> HTMLResponse:
+    return render(request, "jobs.html", _list_context(session, user, status, scope, []))
+
+
+@router.get("/jobs/rows", response_class=HTMLResponse)
+def job_rows(
+    request: Request,
+    user: WebUser,
+    session: SessionDep,
+    status: str = "",
+    scope: str = "mine",
+    job_id: Annotated[list[int] | None, Query()] = None,
+) -> HTMLResponse:
+    """The table body alone, polled every two seconds; ticked boxes stay ticked."""
+    context = _list_context(session, user, status, scope, job_id or [])
+    return render(request, "_job_rows.html", context)
+
+
+@router.post("/jobs/bulk", response_class=HTMLResponse)
+def bulk(
+    request: Request,
+    user: WebUser,
+    session: SessionDep,
+    storage: StorageDep,
+    signal: WorkSignalDep,
+    background: BackgroundTasks,
+    action: Annotated[str, Form()],
+    job_id: Annotated[list[int] | None, Form()] = None,
+    priority: Annotated[int | None, Form(ge=0, le=100)] = None,
+) -> HTMLResponse:
+    """One action on every ticked job; each succeeds or fails on its own."""
+    if not job_id:
+        return flash(request, "Tick one or more jobs first.", kind="error")
+    if action != "priority" and action not in BULK_ACTIONS:
+        return flash(request, f"Unknown action {action!r}.", kind="error")
+    done, problems = 0, []
+    for one in job_id:
+        try:
+            job = get_job_for(session, one, user)
+            if action == "priority":
+                if priority is None:
+                    raise FarmError("enter a priority between 0 and 100")
+                set_priority(job, priority)
+                session.add(job)
+            else:
+                BULK_ACTIONS[action](session, job)
+            session.commit()
+            if action == "delete":
+                background.add_task(storage.remove_job_files, one)
+            done += 1
+        except FarmError as exc:
+            session.rollback()
+            problems.append(f"job {one}: {exc.message}")
+    signal.notify()
+    message = f"{action.replace('-', ' ').capitalize()}: {done} job(s) done."
+    if problems:
+        message += " Not done — " + "; ".join(problems)
+    return flash(request, message, kind="error" if problems else "ok", refresh="jobs-changed")

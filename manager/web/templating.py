@@ -1,0 +1,71 @@
+"""Jinja2 templates, the filters pages share, and ``render`` for routes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from manager import __version__
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+def ago(moment: datetime | None, now: datetime | None = None) -> str:
+    """'12 s ago', '5 min ago', '3 h ago', '2 d ago'."""
+    if moment is None:
+        return "never"
+    seconds = max(0.0, ((now or datetime.now(UTC)) - moment).total_seconds())
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"
+
+
+def duration(seconds: float | None) -> str:
+    """'0.4 s', '42 s', '3 min 05 s', '2 h 07 min'."""
+    if seconds is None:
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def timestamp(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
+
+
+def filesize(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    env = templates.env
+    env.filters.update(ago=ago, duration=duration, timestamp=timestamp, filesize=filesize)
+    env.globals["version"] = __version__
+    return templates
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200
+) -> HTMLResponse:
+    templates: Jinja2Templates = request.app.state.web_templates
+    return templates.TemplateResponse(request, name, context or {}, status_code=status_code)

@@ -1,0 +1,156 @@
+"""The pages as HTML: who sees what, what each page shows, and the actions behind its buttons."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+from manager.farm_settings import set_setting
+from manager.models import Job
+from tests.web.conftest import WebFarm
+
+
+def test_signed_out_pages_send_to_sign_in_and_htmx_gets_a_full_redirect(web_farm: WebFarm):
+    page = web_farm.client.get("/jobs/7", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"] == "/signin?next=/jobs/7"
+    poll = web_farm.client.get(
+        "/jobs/rows",
+        headers={"HX-Request": "true", "HX-Current-URL": "http://farm/jobs?status=failed"},
+    )
+    assert poll.status_code == 204
+    assert poll.headers["HX-Redirect"] == "/signin?next=/jobs"  # the page, not the fragment
+    assert "framefarm manager config enable localauth" in web_farm.client.get("/signin").text
+    with web_farm.session() as session:
+        set_setting(session, "localauth", "on")
+        session.commit()
+    signin = web_farm.client.get("/signin?next=//evil.example/")
+    assert signin.status_code == 200
+    assert 'id="signin-form" data-next="/"' in signin.text  # only paths on this farm
+
+
+def test_jobs_list_shows_progress_eta_and_runners(web_farm: WebFarm, rendering_job: int):
+    page = web_farm.client.get("/jobs", headers=web_farm.as_key(web_farm.artist_key))
+    assert page.status_code == 200
+    row = re.search(rf'<tr id="job-{rendering_job}".*?</tr>', page.text, re.S)
+    assert row is not None, page.text
+    assert "shot 010" in row.group(0)
+    assert 'aria-valuenow="2"' in row.group(0) and 'aria-valuemax="4"' in row.group(0)
+    assert '<td class="num">1</td>' in row.group(0)  # one runner working
+    other = web_farm.client.get("/jobs", headers=web_farm.as_key(web_farm.other_key))
+    assert "shot 010" not in other.text
+
+
+def test_job_page_shows_grid_tasks_log_preview_and_outputs(web_farm: WebFarm, rendering_job: int):
+    page = web_farm.client.get(
+        f"/jobs/{rendering_job}", headers=web_farm.as_key(web_farm.artist_key)
+    )
+    assert page.status_code == 200
+    cells = re.findall(r'<li class="cell (\w+)" id="cell-(\d+)"', page.text)
+    assert cells == [("done", "1"), ("done", "2"), ("active", "3"), ("queued", "4")]
+    assert 'aria-label="frame 3, active, on node-01"' in page.text
+    assert "line 500" in page.text and "line 300" not in page.text  # the tail, 200 lines
+    assert f'src="/jobs/{rendering_job}/preview/frame_000002.exr?width=960"' in page.text
+    assert f'href="/api/jobs/{rendering_job}/outputs/frame_000001.exr"' in page.text
+    assert f'href="/jobs/{rendering_job}/frames.zip"' in page.text
+    for action in ("pause", "cancel", "delete"):
+        assert f"/jobs/{rendering_job}/actions/{action}" in page.text
+    hidden = web_farm.client.get(
+        f"/jobs/{rendering_job}", headers=web_farm.as_key(web_farm.other_key)
+    )
+    assert hidden.status_code == 404
+    assert hidden.json()["code"] == "job_not_found"
+
+
+def test_preview_is_a_png_over_a_checkerboard(web_farm: WebFarm, rendering_job: int):
+    from PIL import Image
+
+    answer = web_farm.client.get(
+        f"/jobs/{rendering_job}/preview/frame_000001.exr",
+        headers=web_farm.as_key(web_farm.artist_key),
+    )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(answer.content)).convert("RGB")
+    assert image.size == (32, 16)
+    # 0.18 linear is sRGB 118 on the opaque half; the transparent half shows both squares
+    assert image.getpixel((3, 3)) == (118, 118, 118)
+    assert {image.getpixel((20, 3)), image.getpixel((28, 3))} == {(204, 204, 204), (140, 140, 140)}
+    missing = web_farm.client.get(
+        f"/jobs/{rendering_job}/preview/frame_000009.exr",
+        headers=web_farm.as_key(web_farm.artist_key),
+    )
+    assert missing.status_code == 404 and missing.json()["code"] == "output_not_found"
+
+
+def test_zip_holds_every_frame_byte_for_byte(web_farm: WebFarm, rendering_job: int):
+    storage = web_farm.client.app.state.storage  # type: ignore[attr-defined]
+    answer = web_farm.client.get(
+        f"/jobs/{rendering_job}/frames.zip", headers=web_farm.as_key(web_farm.artist_key)
+    )
+    assert answer.status_code == 200
+    assert 'filename="job-' in answer.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
+        assert archive.testzip() is None
+        assert archive.namelist() == ["frame_000001.exr", "frame_000002.exr"]
+        for name in archive.namelist():
+            assert archive.read(name) == storage.output_path(rendering_job, name).read_bytes()
+
+
+def test_actions_change_the_job_and_say_so(web_farm: WebFarm, rendering_job: int):
+    headers = web_farm.as_key(web_farm.artist_key)
+    paused = web_farm.client.post(f"/jobs/{rendering_job}/actions/pause", headers=headers)
+    assert paused.status_code == 200 and "Paused" in paused.text
+    assert paused.headers["HX-Trigger"] == "job-changed"
+    priority = web_farm.client.post(
+        f"/jobs/{rendering_job}/priority", data={"priority": "80"}, headers=headers
+    )
+    assert "is now 80" in priority.text
+    bad = web_farm.client.post(
+        f"/jobs/{rendering_job}/priority", data={"priority": "900"}, headers=headers
+    )
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_input"
+    unknown = web_farm.client.post(f"/jobs/{rendering_job}/actions/explode", headers=headers)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_action"
+    with web_farm.session() as session:
+        job = session.get(Job, rendering_job)
+        assert job is not None and job.priority == 80
+        assert job.status in ("paused", "pause-requested")
+    deleted = web_farm.client.post(f"/jobs/{rendering_job}/actions/delete", headers=headers)
+    assert deleted.status_code == 204 and deleted.headers["HX-Redirect"] == "/jobs"
+    with web_farm.session() as session:
+        assert session.get(Job, rendering_job) is None
+
+
+def test_bulk_action_reports_each_job(web_farm: WebFarm, rendering_job: int):
+    answer = web_farm.client.post(
+        "/jobs/bulk",
+        data={"action": "cancel", "job_id": [str(rendering_job), "999999"]},
+        headers=web_farm.as_key(web_farm.artist_key),
+    )
+    assert "1 job(s) done" in answer.text and "job 999999: there is no job" in answer.text
+
+
+def test_runners_page_and_admin_pages(web_farm: WebFarm, rendering_job: int):
+    artist = web_farm.as_key(web_farm.artist_key)
+    admin = web_farm.as_key(web_farm.admin_key)
+    runners = web_farm.client.get("/runners", headers=artist)
+    for shown in ("node-01", "5.0.1 (bpy)", "shot 010", '<span class="tag">gpu</span>'):
+        assert shown in runners.text
+    assert "/disable" not in runners.text  # only admins get the buttons
+    assert web_farm.client.get("/admin/keys", headers=artist).status_code == 403
+    keys = web_farm.client.get("/admin/keys", headers=admin)
+    assert keys.status_code == 200 and "Create a key" in keys.text
+    made = web_farm.client.post(
+        "/admin/keys", data={"name": "render nodes", "scope": "runner"}, headers=admin
+    )
+    secret = re.search(r'<code id="new-key-secret"[^>]*>(ff_[^<]+)</code>', made.text)
+    assert secret is not None
+    assert web_farm.client.get("/admin/keys/rows", headers=admin).text.count(secret.group(1)) == 0
+    settings = web_farm.client.get("/admin/settings", headers=admin)
+    assert "frames-per-render-task" in settings.text
+    changed = web_farm.client.post(
+        "/admin/settings/frames-per-render-task", data={"value": "zero"}, headers=admin
+    )
+    assert "frames-per-render-task:" in changed.text and 'class="flash error"' in changed.text
