@@ -25,7 +25,8 @@ import time
 import bpy
 
 EVENT_PREFIX = "@framefarm "
-SUPPORTED_DEVICES = ("CPU",)
+GPU_TYPES = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+SUPPORTED_DEVICES = ("CPU", *GPU_TYPES)
 SAMPLE_PATTERN = re.compile(r"\bSample (\d+)/(\d+)")
 
 
@@ -65,7 +66,10 @@ def parse_args(argv):
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--frames", required=True, type=parse_frames, help="e.g. 1,2,3")
     parser.add_argument("--scene", help="scene to render (default: the file's active scene)")
-    parser.add_argument("--device", default="CPU", help="Cycles device; only CPU for now")
+    parser.add_argument(
+        "--device", default="CPU", help=f"Cycles device type: {', '.join(SUPPORTED_DEVICES)}"
+    )
+    parser.add_argument("--gpu-ids", default="", help="comma-separated GPU ids (default: all)")
     parser.add_argument("--threads", type=int, help="render threads; 0 = automatic")
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 0:
@@ -102,6 +106,44 @@ def pick_scene(name):
     return scene
 
 
+def cycles_preferences():
+    addon = bpy.context.preferences.addons.get("cycles")
+    if addon is None:
+        raise RenderScriptError("the Cycles add-on is not enabled in this Blender", exit_code=2)
+    return addon.preferences
+
+
+def select_gpu(device, wanted_ids):
+    """Turn on exactly the wanted GPUs of ``device``; fail rather than fall back to the CPU."""
+    prefs = cycles_preferences()
+    try:
+        prefs.compute_device_type = device
+    except TypeError:
+        raise RenderScriptError(
+            f"this Blender cannot render on {device}; render on the CPU or another GPU type",
+            exit_code=2,
+        ) from None
+    devices = prefs.get_devices_for_type(device)
+    gpus = [d for d in devices if d.type == device]
+    if not gpus:
+        raise RenderScriptError(
+            f"{device} was requested but Blender found no {device} device (it would "
+            "silently render on the CPU); check the GPU driver or render on the CPU",
+            exit_code=2,
+        )
+    chosen = [d for d in gpus if not wanted_ids or d.id in wanted_ids]
+    missing = [i for i in wanted_ids if i not in {d.id for d in gpus}]
+    if missing or not chosen:
+        known = ", ".join(f"{d.name} ({d.id})" for d in gpus)
+        raise RenderScriptError(f"no {device} device {missing}; found {known}", exit_code=2)
+    for d in devices:
+        d.use = d in chosen
+    # Read back what Cycles will use: a refused setting must not turn into a CPU render.
+    if prefs.compute_device_type != device or not prefs.has_active_device():
+        raise RenderScriptError(f"Blender did not accept {device} as the render device")
+    return f"{device} ({', '.join(d.name for d in chosen)})"
+
+
 def configure(scene, args):
     device = args.device.upper()
     if device not in SUPPORTED_DEVICES:
@@ -109,8 +151,12 @@ def configure(scene, args):
             f"device {args.device!r} is not supported; use one of: {', '.join(SUPPORTED_DEVICES)}",
             exit_code=2,
         )
+    label = "CPU"
+    if device != "CPU":
+        wanted = [part for part in args.gpu_ids.split(",") if part]
+        label = select_gpu(device, wanted)
     if scene.render.engine == "CYCLES":
-        scene.cycles.device = device
+        scene.cycles.device = "CPU" if device == "CPU" else "GPU"
     if args.threads is not None:
         scene.render.threads_mode = "AUTO" if args.threads == 0 else "FIXED"
         if args.threads:
@@ -125,7 +171,7 @@ def configure(scene, args):
     image.exr_codec = "ZIP"
     scene.render.use_file_extension = True
     scene.render.filepath = os.path.join(os.path.abspath(args.output_dir), "frame_######")
-    return device
+    return device, label
 
 
 def render_resolution(scene):
@@ -226,7 +272,7 @@ def run(argv):
     if args.blend:
         open_blend(args.blend)
     scene = pick_scene(args.scene)
-    device = configure(scene, args)
+    device, device_label = configure(scene, args)
     os.makedirs(os.path.abspath(args.output_dir), exist_ok=True)
     emit(
         "ready",
@@ -235,6 +281,7 @@ def run(argv):
         scene=scene.name,
         engine=scene.render.engine,
         device=device,
+        device_label=device_label,
         frames=args.frames,
         resolution=render_resolution(scene),
     )

@@ -205,6 +205,7 @@ def build_render_argv(
     frames: Sequence[int],
     scene: str | None = None,
     device: str = "CPU",
+    device_ids: Sequence[str] = (),
     threads: int | None = None,
 ) -> list[str]:
     """The command that renders ``frames`` of ``blend_file`` into ``output_dir``."""
@@ -215,6 +216,8 @@ def build_render_argv(
     if scene is not None:
         args += ["--scene", scene]
     args += ["--device", device]
+    if device_ids:
+        args += ["--gpu-ids", ",".join(device_ids)]
     if threads is not None:
         args += ["--threads", str(threads)]
     return build_script_argv(backend, RENDER_SCRIPT, args, blend_file=blend_file)

@@ -1,4 +1,9 @@
-"""``framefarm runner``: render tasks from a manager."""
+"""``framefarm runner``: render tasks from a manager.
+
+Every flag has an environment variable: ``--manager`` and ``--api-key`` are
+``FRAMEFARM_MANAGER`` and ``FRAMEFARM_API_KEY`` (shared with ``framefarm submit``); any
+other ``--some-flag`` is ``FRAMEFARM_RUNNER_SOME_FLAG``. Flags win.
+"""
 
 from __future__ import annotations
 
@@ -11,64 +16,98 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.blender import BlenderBackend, BlenderNotFound, detect_backend, find_backends
+from rich.console import Console
+
+from runner.blender import (
+    BlenderBackend,
+    BlenderError,
+    BlenderNotFound,
+    detect_backend,
+    find_backends,
+)
+from runner.board import RunnerBoard
 from runner.client import ManagerClient
+from runner.console import LiveConsole, setup_logging, wants_live_console
+from runner.devices import choose_device, probe_devices, split_for_slots
 from runner.encode import EncodeError, probe_ffmpeg
 from runner.errors import RunnerError
 from runner.ffmpeg import supported_deliverables
 from runner.loop import Runner, StopControl
-from runner.workspace import Workspace
+from runner.reports import ReportQueue
+from runner.versions import BlenderShelf
+from runner.workspace import Workspace, parse_size
 
 log = logging.getLogger("framefarm.runner")
+TRUE = ("1", "true", "yes", "on")
+
+
+def env(flag: str) -> str | None:
+    """The environment variable that stands in for ``--flag``."""
+    if flag in ("manager", "api-key"):
+        return os.environ.get("FRAMEFARM_" + flag.upper().replace("-", "_"))
+    return os.environ.get("FRAMEFARM_RUNNER_" + flag.upper().replace("-", "_"))
+
+
+def env_flag(flag: str) -> bool:
+    return (env(flag) or "").strip().lower() in TRUE
 
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "runner", help="render tasks from a manager", description="Claim tasks and render them."
+        "runner",
+        help="render tasks from a manager",
+        description="Claim tasks and render them. Every --flag is also an environment "
+        "variable: FRAMEFARM_MANAGER, FRAMEFARM_API_KEY, FRAMEFARM_RUNNER_<FLAG>.",
     )
-    parser.add_argument(
-        "--manager",
-        default=os.environ.get("FRAMEFARM_MANAGER"),
-        help="manager URL, e.g. http://farm:8080 (FRAMEFARM_MANAGER)",
-    )
-    parser.add_argument(
-        "--api-key",
-        default=os.environ.get("FRAMEFARM_API_KEY"),
-        help="a runner API key (FRAMEFARM_API_KEY)",
-    )
-    parser.add_argument(
-        "--name",
-        default=os.environ.get("FRAMEFARM_RUNNER_NAME") or socket.gethostname(),
-        help="runner name shown on the manager (default: host name)",
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    add("--manager", default=env("manager"), help="manager URL, e.g. http://farm:8080")
+    add("--api-key", default=env("api-key"), help="a runner API key")
+    add("--name", default=env("name") or socket.gethostname(), help="default: host name")
+    add(
         "--blender",
-        help="a Blender executable, or a Python interpreter that can import bpy "
-        "(default: bpy in this Python, then 'blender' on PATH)",
+        action="append",
+        default=[p for p in (env("blender") or "").split(os.pathsep) if p] or None,
+        help="a Blender executable, or a Python that can import bpy; repeat for several "
+        "versions (default: bpy in this Python and 'blender' on PATH)",
     )
-    parser.add_argument(
+    add(
         "--workdir",
         type=Path,
-        default=Path(os.environ.get("FRAMEFARM_RUNNER_WORKDIR", "framefarm-runner")),
-        help="cache and job folders (FRAMEFARM_RUNNER_WORKDIR, default ./framefarm-runner)",
+        default=Path(env("workdir") or "framefarm-runner"),
+        help="job folders, report queue, Blender builds, Blender's $HOME",
     )
-    parser.add_argument("--threads", type=int, default=None, help="render threads (default: all)")
-    parser.add_argument(
-        "--tags",
-        default=os.environ.get("FRAMEFARM_RUNNER_TAGS"),
-        help="comma-separated tags; jobs with a tag go only to runners that have it "
-        "(FRAMEFARM_RUNNER_TAGS; default: keep what the manager has)",
+    add("--cache-dir", type=Path, default=env("cache-dir"), help="default: WORKDIR/cache")
+    add(
+        "--cache-size",
+        type=parse_size,
+        default=env("cache-size"),
+        help="evict least recently used files beyond this, e.g. 50G (default: no limit)",
     )
-    parser.add_argument(
-        "--ffmpeg", default="ffmpeg", help="FFmpeg for video encode tasks (default: on PATH)"
+    add("--threads", type=int, default=env("threads"), help="render threads (default: all)")
+    add("--tags", default=env("tags"), help="comma-separated tags (default: keep the manager's)")
+    add("--ffmpeg", default=env("ffmpeg") or "ffmpeg", help="FFmpeg for video encode tasks")
+    add("--task-types", default=env("task-types"), help="comma-separated task types to take")
+    add("--log-file", type=Path, default=env("log-file"), help="also write plain logs here")
+    add("--max-tasks", type=int, default=env("max-tasks"), help="exit after this many tasks")
+    add(
+        "--gpu",
+        default=env("gpu"),
+        help="render on this GPU type and fail without it: OPTIX, CUDA, HIP, ONEAPI or METAL, "
+        "optionally with devices, e.g. OPTIX:0,1 (default: the best GPU found, else the CPU)",
     )
-    parser.add_argument(
-        "--task-types",
-        help="comma-separated task types this runner takes (default: all it can: blender, "
-        "ffmpeg, file-management, misc)",
+    add(
+        "--force-cpu-rendering",
+        action="store_true",
+        default=env_flag("force-cpu-rendering"),
+        help="render on the CPU even when a GPU is found",
     )
-    parser.add_argument("--log-file", type=Path, help="also write plain logs to this file")
-    parser.add_argument("--max-tasks", type=int, help="exit after this many tasks")
+    add("--slots", type=int, default=int(env("slots") or 1), help="tasks at once (default 1)")
+    add(
+        "--no-tui",
+        action="store_true",
+        default=env_flag("no-tui"),
+        help="plain log lines instead of the live screen (always so when not a terminal)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -81,6 +120,10 @@ def choose_backend(path: str | None) -> BlenderBackend:
             "no Blender found: install Blender (or 'pip install bpy==5.0.1') or pass --blender PATH"
         )
     return backends[0]
+
+
+def local_blenders(paths: list[str] | None) -> list[BlenderBackend]:
+    return [detect_backend(path) for path in paths] if paths else find_backends()
 
 
 def probe_video(ffmpeg: str) -> tuple[str | None, list[str]]:
@@ -98,60 +141,87 @@ def _split(text: str | None) -> list[str] | None:
     return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _fail(message: str) -> int:
+    log.error("%s", message)
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def run(args: argparse.Namespace) -> int:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if args.log_file:
-        handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(message)s",
-        handlers=handlers,
-        force=True,
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    board = RunnerBoard(name=args.name, manager=args.manager or "")
+    live = wants_live_console(args.no_tui)
+    setup_logging(board, live=False, log_file=args.log_file)
     if not args.manager or not args.api_key:
-        print(
-            "error: give --manager URL and --api-key KEY (or FRAMEFARM_MANAGER and "
-            "FRAMEFARM_API_KEY)",
-            file=sys.stderr,
+        return _fail(
+            "give --manager URL and --api-key KEY (or FRAMEFARM_MANAGER and FRAMEFARM_API_KEY)"
         )
-        return 2
+    if args.slots < 1:
+        return _fail("--slots must be 1 or more")
     try:
-        backend = choose_backend(args.blender)
-    except BlenderNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        local = local_blenders(args.blender)
+        if not local:
+            raise BlenderNotFound(
+                "no Blender found: install Blender (or 'pip install bpy==5.0.1') "
+                "or pass --blender PATH"
+            )
+        devices = probe_devices(local[0])
+        choice = choose_device(devices, force_cpu=args.force_cpu_rendering, gpu=args.gpu)
+    except BlenderError as exc:
+        return _fail(str(exc))
+    client = ManagerClient(args.manager, args.api_key)
+    workspace = Workspace(args.workdir, cache_dir=args.cache_dir, cache_limit=args.cache_size)
+    shelf = BlenderShelf(local, client=client, folder=workspace.root / "blender-versions")
+    reports = ReportQueue(
+        workspace.root / "reports", client, on_state=lambda n, ok: board.set_reports(n, ok)
+    )
+    ffmpeg, capabilities = probe_video(args.ffmpeg)
+    slot_devices = split_for_slots(choice, args.slots)
+    board.describe(
+        name=args.name,
+        manager=client.base_url,
+        devices=[d.label for d in slot_devices],
+        blender=shelf.describe(),
+    )
     stop = StopControl()
 
     def on_signal(signum: int, _frame: Any) -> None:
         if stop.finish.is_set():
             log.warning("second %s: aborting the current task", signal.Signals(signum).name)
+            board.set_state("aborting")
         else:
             log.warning(
                 "%s: finishing the current task, then exiting (again to abort now)",
                 signal.Signals(signum).name,
             )
+            board.set_state("finishing, then exiting")
         stop.request()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    client = ManagerClient(args.manager, args.api_key)
-    tags = _split(args.tags)
-    ffmpeg, capabilities = probe_video(args.ffmpeg)
     runner = Runner(
         client,
-        backend,
-        Workspace(args.workdir),
+        shelf,
+        workspace,
         name=args.name,
+        reports=reports,
+        board=board,
         stop=stop,
         threads=args.threads,
-        tags=tags,
+        tags=_split(args.tags),
         ffmpeg=ffmpeg,
         capabilities=capabilities,
         only_task_types=_split(args.task_types),
+        devices=devices,
+        slot_devices=slot_devices,
     )
+    if live:
+        setup_logging(board, live=True, log_file=args.log_file)
     try:
-        runner.run(max_tasks=args.max_tasks)
+        if live:
+            with LiveConsole(board, Console()):
+                runner.run(max_tasks=args.max_tasks)
+        else:
+            runner.run(max_tasks=args.max_tasks)
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -150,6 +150,16 @@ class ManagerClient:
         except httpx.TransportError as exc:
             raise ManagerUnreachable(f"download of blob {sha256} failed: {exc}") from exc
 
+    def blender_versions(self) -> list[dict[str, Any]]:
+        """The Blender builds the manager stores, for every platform."""
+        reply = self._request("GET", "/api/runner/blender/versions").json()
+        builds: list[dict[str, Any]] = reply["versions"]
+        return builds
+
+    def download_blender(self, sha256: str, dest: Path) -> None:
+        """Stream a stored Blender build to ``dest`` (the caller verifies it)."""
+        self._download(f"/api/runner/blender/versions/{sha256}/archive", dest)
+
     def download_job_frames(self, job_id: int, frames: list[int], dest: Path) -> list[Path]:
         """The job's EXR frames (outputs of its render tasks), in frame order."""
         listing = self._request("GET", self._runner_url(f"/jobs/{job_id}/outputs")).json()

@@ -1,4 +1,4 @@
-"""The runner's loop: register, heartbeat, claim, render, report."""
+"""The runner's loop: register, heartbeat, claim, render, report — in one or more slots."""
 
 from __future__ import annotations
 
@@ -9,20 +9,30 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runner import __version__
-from runner.blender import BlenderBackend, RenderFailed
+from runner.blender import BlenderError
+from runner.board import RunnerBoard
 from runner.client import ManagerClient
 from runner.commands import TaskContext, run_command
-from runner.errors import ManagerUnreachable, RunnerError, TaskGone
+from runner.devices import CyclesDevice, DeviceChoice
+from runner.errors import ManagerUnreachable, RunnerError
 from runner.progress import TaskProgress, watch_task
+from runner.reports import ReportQueue
+from runner.versions import BlenderShelf
 from runner.workspace import Workspace
 
 log = logging.getLogger("framefarm.runner")
 CLAIM_WAIT = 30.0
 MAX_BACKOFF = 30.0
+DRAIN_ON_EXIT_S = 60.0
+
+
+def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = MAX_BACKOFF) -> float:
+    """Exponential backoff with full jitter, so restarted runners do not all call at once."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2**attempt)
 
 
 @dataclass
@@ -50,53 +60,102 @@ class Runner:
     def __init__(
         self,
         client: ManagerClient,
-        backend: BlenderBackend | None,
+        blenders: BlenderShelf | None,
         workspace: Workspace,
         *,
         name: str,
+        reports: ReportQueue | None = None,
+        board: RunnerBoard | None = None,
         stop: StopControl | None = None,
         threads: int | None = None,
         tags: list[str] | None = None,
         ffmpeg: str | None = None,
         capabilities: list[str] | None = None,
         only_task_types: list[str] | None = None,
+        devices: list[CyclesDevice] | None = None,
+        slot_devices: list[DeviceChoice] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
-        self.backend = backend
+        self.blenders = blenders
         self.workspace = workspace
         self.name = name
+        self.board = board or RunnerBoard(name=name, manager=client.base_url)
+        self.reports = reports or ReportQueue(workspace.root / "reports", client)
         self.stop = stop or StopControl()
         self.threads = threads
         self.tags = tags
         self.ffmpeg = ffmpeg
         self.capabilities = capabilities or []
         self.only_task_types = only_task_types
+        self.devices = devices or []
+        self.slot_devices = slot_devices or [DeviceChoice()]
         self._sleep = sleep
         self.heartbeat_interval = 5.0
+        self._done = 0
+        self._done_lock = threading.Lock()
 
     # -- life cycle -----------------------------------------------------------------------
 
     def run(self, *, max_tasks: int | None = None) -> None:
+        self.board.set_state("registering")
         self.register()
-        heartbeat = threading.Thread(target=self._heartbeat_forever, name="heartbeat", daemon=True)
-        heartbeat.start()
-        done = 0
-        backoff = 1.0
-        while not self.stop.finish.is_set() and (max_tasks is None or done < max_tasks):
+        self.reports.start()
+        threading.Thread(target=self._heartbeat_forever, name="heartbeat", daemon=True).start()
+        slots = [
+            threading.Thread(target=self._slot_loop, args=(slot, max_tasks), name=f"slot-{slot}")
+            for slot in range(len(self.slot_devices))
+        ]
+        for thread in slots:
+            thread.start()
+        for thread in slots:
+            while thread.is_alive():
+                thread.join(0.2)
+        self.board.set_state("sending reports")
+        if not self.reports.wait_empty(DRAIN_ON_EXIT_S):
+            log.warning(
+                "%d reports could not be delivered; they stay in %s for the next start",
+                self.reports.pending(),
+                self.reports.folder,
+            )
+        self.reports.close()
+        self.board.set_state("stopped")
+        log.info("runner %s stopped", self.name)
+
+    def _take_turn(self, max_tasks: int | None) -> bool:
+        with self._done_lock:
+            if max_tasks is not None and self._done >= max_tasks:
+                return False
+            self._done += 1
+            return True
+
+    def _slot_loop(self, slot: int, max_tasks: int | None) -> None:
+        failures = 0
+        while not self.stop.finish.is_set():
+            # Tell the manager how the last task ended before asking for more.
+            if not self.reports.wait_settled(stop=self.stop.finish):
+                break
+            if not self._take_turn(max_tasks):
+                break
+            self.board.set_state("idle")
             try:
                 task = self._claim_until_stopped()
-                backoff = 1.0
+                failures = 0
             except ManagerUnreachable as exc:
-                log.warning("%s; retrying in %.0f s", exc, backoff)
-                self.stop.finish.wait(backoff * random.uniform(0.5, 1.5))
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                with self._done_lock:
+                    self._done -= 1
+                delay = backoff_delay(failures)
+                failures += 1
+                self.board.set_reports(self.reports.pending(), False)
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                self.stop.finish.wait(delay)
                 continue
             if task is None:
+                with self._done_lock:
+                    self._done -= 1
                 continue
-            self.execute(task)
-            done += 1
-        log.info("runner %s stopped", self.name)
+            self.board.set_state("rendering")
+            self.execute(task, slot=slot)
 
     def _claim_until_stopped(self) -> dict[str, Any] | None:
         """Long-poll for a task in a helper thread, so that a stop request is not held up."""
@@ -111,8 +170,6 @@ class Runner:
         threading.Thread(target=claim, name="claim", daemon=True).start()
         while not result.done():
             if self.stop.finish.wait(0.1) and not result.done():
-                # A task claimed after this point is handed back by the sweeper's lease expiry,
-                # or at once when this runner registers again.
                 result.add_done_callback(self._release_late_claim)
                 return None
         return result.result()
@@ -123,51 +180,51 @@ class Runner:
         except BaseException:
             return
         if task is not None:
-            self._report(lambda: self.client.release(int(task["id"]), "the runner is stopping"))
+            self.reports.put("release", int(task["id"]), reason="the runner is stopping")
 
     def register(self) -> None:
-        backoff = 1.0
-        info = {
-            "name": self.name,
-            "version": __version__,
-            "platform": platform.platform(),
-            "blender": (
-                {
-                    "kind": self.backend.kind,
-                    "version": self.backend.version,
-                    "path": self.backend.path,
-                }
-                if self.backend
-                else None
-            ),
-            "task_types": self.task_types,
-            "capabilities": self.capabilities,
-            "tags": self.tags,
-        }
+        attempt = 0
         while True:
             try:
-                reply = self.client.register(info)
+                if self.blenders is not None:
+                    self.blenders.refresh_offered()
+                reply = self.client.register(self._registration())
                 break
             except ManagerUnreachable as exc:
                 if self.stop.finish.is_set():
                     raise
-                log.warning("%s; retrying in %.0f s", exc, backoff)
-                self._sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                delay = backoff_delay(attempt)
+                attempt += 1
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                self._sleep(delay)
         self.heartbeat_interval = float(reply["heartbeat_interval"])
         log.info(
-            "registered as %s (id %s) with %s: Blender %s, FFmpeg %s, can %s",
+            "registered as %s (id %s) with %s: Blender %s, devices %s, FFmpeg %s, can %s",
             self.name,
             reply["id"],
             self.client.base_url,
-            self.backend.label if self.backend else "none",
+            ", ".join(self.blenders.versions()) if self.blenders else "none",
+            ", ".join(d.label for d in self.slot_devices),
             self.ffmpeg or "none",
             ", ".join(self.task_types + self.capabilities),
         )
 
+    def _registration(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": __version__,
+            "platform": platform.platform(),
+            "blender": self.blenders.default_info() if self.blenders else None,
+            "blender_versions": self.blenders.versions() if self.blenders else [],
+            "devices": [asdict(d) for d in self.devices],
+            "task_types": self.task_types,
+            "capabilities": self.capabilities,
+            "tags": self.tags,
+        }
+
     @property
     def task_types(self) -> list[str]:
-        types = ["blender"] if self.backend is not None else []
+        types = ["blender"] if self.blenders is not None else []
         if self.ffmpeg is not None:
             types.append("ffmpeg")
         types = [*types, "file-management", "misc"]
@@ -184,26 +241,33 @@ class Runner:
 
     # -- one task -------------------------------------------------------------------------
 
-    def execute(self, task: dict[str, Any]) -> None:
+    def execute(self, task: dict[str, Any], *, slot: int = 0) -> None:
         task_id = int(task["id"])
         job = task["job"]
         log.info("task %s (%s) of job %s: %s", task_id, task["name"], job["id"], job["name"])
+        self.board.task_started(slot, task)
+        self.workspace.task_started(int(job["id"]))
         task_stop = threading.Event()
-        progress = TaskProgress(self.client, task_id, stop=task_stop)
+        progress = TaskProgress(self.reports, task_id, stop=task_stop)
         ctx = TaskContext(
             self.client,
             self.workspace,
             task,
             progress,
             task_stop,
-            backend=self.backend,
+            backend=None,
             ffmpeg=self.ffmpeg,
             threads=self.threads,
+            board=self.board,
+            slot=slot,
+            device=self.slot_devices[slot],
+            blenders=self.blenders,
         )
         watcher = threading.Thread(
             target=watch_task, args=(self.stop.abort, task_stop, progress), daemon=True
         )
         watcher.start()
+        result, reason = "completed", ""
         try:
             for spec in task["commands"]:
                 run_command(ctx, spec)
@@ -212,32 +276,25 @@ class Runner:
                 if progress.stopped:
                     raise TaskStopped(progress.stop_reason or "the manager asked to stop this task")
             progress.send(activity="done")  # the last output lines go with it
-            self.client.complete(task_id)
+            self.reports.put("complete", task_id)
             log.info("task %s completed", task_id)
-        except TaskStopped as exc:
-            reason = str(exc)
-            log.warning("task %s stopped: %s", task_id, reason)
-            self._report(lambda: self.client.release(task_id, reason))
-        except TaskGone as exc:
-            log.warning("task %s stopped: %s", task_id, exc.message)
-        except TaskAborted as exc:
-            reason = str(exc)
-            log.warning("task %s aborted: %s", task_id, reason)
-            self._report(lambda: self.client.release(task_id, reason))
-        except (RenderFailed, RunnerError) as exc:
+        except (TaskStopped, TaskAborted) as exc:
+            result, reason = "released", str(exc)
+            log.warning("task %s handed back: %s", task_id, reason)
+            self.reports.put("release", task_id, reason=reason)
+        except (BlenderError, RunnerError) as exc:
             if progress.stopped or self.stop.abort.is_set():
+                result = "released"
                 reason = progress.stop_reason or "the runner is shutting down"
-                self._report(lambda: self.client.release(task_id, reason))
+                self.reports.put("release", task_id, reason=reason)
             else:
-                reason = str(exc)
+                result, reason = "failed", str(exc)
                 log.error("task %s failed: %s", task_id, reason)
-                self._report(lambda: self.client.fail(task_id, reason))
+                self.reports.put("fail", task_id, reason=reason)
         finally:
             task_stop.set()  # ends the watcher
+            progress.close()
+            self.board.task_finished(slot, result, reason)
             self.workspace.remove_task_dirs(int(job["id"]), [task_id])
-
-    def _report(self, send: Callable[[], None]) -> None:
-        try:
-            send()
-        except RunnerError as exc:
-            log.error("could not tell the manager: %s", exc)
+            self.workspace.task_ended(int(job["id"]))
+            self.workspace.enforce_limit()

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from runner.blender import BlenderBackend
+from runner.board import RunnerBoard
 from runner.client import ManagerClient
+from runner.devices import DeviceChoice
 from runner.errors import RunnerError
 from runner.progress import TaskProgress
+from runner.versions import BlenderShelf
 from runner.workspace import Workspace
 
 log = logging.getLogger("framefarm.runner")
@@ -39,6 +42,10 @@ class TaskContext:
     backend: BlenderBackend | None = None
     ffmpeg: str | None = None
     threads: int | None = None
+    board: RunnerBoard = field(default_factory=RunnerBoard)
+    slot: int = 0
+    device: DeviceChoice = field(default_factory=DeviceChoice)
+    blenders: BlenderShelf | None = None
     _files: Path | None = field(default=None, repr=False)
     _out: Path | None = field(default=None, repr=False)
 
@@ -60,6 +67,14 @@ class TaskContext:
         if self._files is None:
             self._files = self.workspace.prepare_job(self.client, self.job)
         return self._files
+
+    def blender_for_job(self) -> BlenderBackend:
+        """The Blender that matches the version the job's scene was saved with."""
+        if self.blenders is not None:
+            return self.blenders.for_version(str(self.job.get("blender_version") or ""))
+        if self.backend is None:
+            raise CommandFailed("this runner has no Blender")
+        return self.backend
 
     def out_dir(self) -> Path:
         if self._out is None:

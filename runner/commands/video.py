@@ -43,7 +43,7 @@ def frames_to_video(ctx: TaskContext, parameters: dict[str, Any]) -> None:
             on_progress=report,
             stop=ctx.stop,
         )
-        ctx.client.upload_output(ctx.task_id, result.output, name=output_name, frame=None)
+        ctx.progress.reports.put_upload(ctx.task_id, result.output, name=output_name, frame=None)
         log.info(
             "task %s: %s %dx%d at %s fps, %s kbit/s%s in %.1f s",
             ctx.task_id,
@@ -64,7 +64,7 @@ def frames_to_video(ctx: TaskContext, parameters: dict[str, Any]) -> None:
                 ffmpeg=ctx.ffmpeg,
                 stop=ctx.stop,
             )
-            ctx.client.upload_output(
+            ctx.progress.reports.put_upload(
                 ctx.task_id, preview.output, name=str(preview_name), frame=None
             )
     except EncodeError as exc:

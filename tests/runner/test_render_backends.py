@@ -286,15 +286,34 @@ def test_a_failing_render_is_an_error_event(
         check_render(result, [1, 2])
 
 
-def test_an_unsupported_device_is_refused(
+def test_an_unknown_device_is_refused(
     bpy_backend: BlenderBackend, scene_bpy: Path, tmp_path: Path, blender_home: Path
 ) -> None:
     argv = build_render_argv(
-        bpy_backend, blend_file=scene_bpy, output_dir=tmp_path / "o", frames=[1], device="CUDA"
+        bpy_backend, blend_file=scene_bpy, output_dir=tmp_path / "o", frames=[1], device="TPU"
     )
     result = run_render(argv, env=blender_env(blender_home))
     assert result.returncode == 2
-    assert result.errors == ["device 'CUDA' is not supported; use one of: CPU"]
+    assert result.errors == [
+        "device 'TPU' is not supported; use one of: CPU, OPTIX, CUDA, HIP, ONEAPI, METAL"
+    ]
+
+
+def test_a_gpu_that_is_not_there_fails_instead_of_rendering_on_the_cpu(
+    backend_and_scene: tuple[BlenderBackend, Path], tmp_path: Path, blender_home: Path
+) -> None:
+    # No GPU here: Cycles would quietly render on the CPU; render.py must refuse instead.
+    backend, scene = backend_and_scene
+    argv = build_render_argv(
+        backend, blend_file=scene, output_dir=tmp_path / "o", frames=[1], device="CUDA"
+    )
+    result = run_render(argv, env=blender_env(blender_home))
+    assert result.returncode == 2
+    assert result.saved == {}
+    assert result.errors == [
+        "CUDA was requested but Blender found no CUDA device (it would silently render on "
+        "the CPU); check the GPU driver or render on the CPU"
+    ]
 
 
 def test_stop_ends_a_running_render_quickly(
