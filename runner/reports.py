@@ -23,7 +23,7 @@ from runner.client import ManagerClient
 from runner.errors import ManagerRejected, ManagerUnreachable
 
 log = logging.getLogger("framefarm.runner")
-MAX_BACKOFF_S = 10.0
+MAX_BACKOFF_S = 5.0
 TASK_ENDINGS = ("complete", "fail", "release")
 ProgressReply = Callable[[int, dict[str, Any]], None]
 
