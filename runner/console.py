@@ -107,15 +107,13 @@ def draw_board(snapshot: BoardSnapshot, now: float) -> RenderableType:
         parts += [_task_panel(slot, view, now) for slot, view in sorted(snapshot.tasks.items())]
     else:
         parts.append(Panel(Text("no task: waiting for work", style="dim"), title="current task"))
-    log = Text()
-    for line in snapshot.log:
-        stamp = time.strftime("%H:%M:%S", time.localtime(line.at))
-        style = (
-            "bold red"
-            if line.level >= logging.ERROR
-            else ("yellow" if line.level >= logging.WARNING else "")
+    log = Text("\n").join(
+        Text(
+            f"{time.strftime('%H:%M:%S', time.localtime(line.at))} {line.message}",
+            style=_log_style(line.level),
         )
-        log.append(f"{stamp} {line.message}\n", style=style)
+        for line in snapshot.log
+    )
     parts.append(Panel(log or Text("—", style="dim"), title="log", title_align="left"))
     finished = Table(title="finished tasks", title_justify="left", expand=False)
     for column in ("task", "job", "duration", "result"):
@@ -131,6 +129,12 @@ def draw_board(snapshot: BoardSnapshot, now: float) -> RenderableType:
         )
     parts.append(finished)
     return Group(*parts)
+
+
+def _log_style(level: int) -> str:
+    if level >= logging.ERROR:
+        return "bold red"
+    return "yellow" if level >= logging.WARNING else ""
 
 
 class LiveConsole:
