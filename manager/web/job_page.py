@@ -23,6 +23,7 @@ from manager.web.job_view import job_detail
 from manager.web.previews import FORMATS, cached_preview
 from manager.web.templating import render
 from manager.web.zipstream import stream_zip
+from shared.wire import JOB_FINISHED, TaskStatus
 
 router = APIRouter(include_in_schema=False)
 
@@ -52,9 +53,6 @@ def job_page(
 ) -> HTMLResponse:
     job = get_job_for(session, job_id, user)
     detail = job_detail(session, job)
-    selected = next((t for t in detail.tasks if t.status == "active"), None) or next(
-        (t for t in reversed(detail.tasks) if t.started_at), None
-    )
     return render(
         request,
         "job.html",
@@ -63,10 +61,34 @@ def job_page(
             "d": detail,
             "job": detail.summary.job,
             "info": _blend_info(session, storage, job),
-            "log_task": selected,
-            "log_lines": log_tail(storage, job_id, selected.id) if selected else [],
+            **followed_log(session, storage, job),
         },
     )
+
+
+def followed_log(session: Session, storage: Storage, job: Job) -> dict[str, object]:
+    """The log the job page follows: the running task's, else the last one that started."""
+    tasks = session.exec(
+        select(Task).where(Task.job_id == job.id).order_by(col(Task.task_order))
+    ).all()
+    running = [t for t in tasks if t.status == TaskStatus.ACTIVE]
+    started = sorted((t for t in tasks if t.started_at), key=lambda t: t.started_at or 0)
+    task = running[0] if running else (started[-1] if started else None)
+    return {
+        "task": task,
+        "lines": log_tail(storage, job.id or 0, task.id or 0) if task else [],
+        "job_id": job.id,
+        "follow": job.status not in JOB_FINISHED,
+    }
+
+
+@router.get("/jobs/{job_id}/log", response_class=HTMLResponse)
+def job_log(
+    request: Request, job_id: int, user: WebUser, session: SessionDep, storage: StorageDep
+) -> HTMLResponse:
+    """The log panel while it follows whichever task runs now."""
+    job = get_job_for(session, job_id, user)
+    return render(request, "_log.html", followed_log(session, storage, job))
 
 
 @router.get("/jobs/{job_id}/live", response_class=HTMLResponse)
@@ -91,7 +113,8 @@ def task_log(
     if task is None or task.job_id != job_id:
         raise NotFound(f"job {job_id} has no task {task_id}", code="task_not_found")
     lines = log_tail(storage, job_id, task_id)
-    return render(request, "_log.html", {"task": task, "lines": lines, "job_id": job_id})
+    context = {"task": task, "lines": lines, "job_id": job_id, "follow": False, "pinned": True}
+    return render(request, "_log.html", context)
 
 
 def log_tail(storage: Storage, job_id: int, task_id: int) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import OpenEXR
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, sync_playwright
 from sqlmodel import Session
 
 from manager.apikeys import create_api_key
@@ -19,6 +21,7 @@ from manager.models import Output, Runner, utcnow
 from manager.settings import ManagerSettings
 from manager.users import create_user, get_user_by_email
 from shared.wire import ApiKeyScope, RunnerStatus, TaskStatus
+from tests.e2e.conftest import live_farm  # noqa: F401  (the live farm the browser tests use)
 from tests.manager.factories import make_job
 
 
@@ -117,3 +120,38 @@ def rendering_job(web_farm: WebFarm) -> int:
         log.write_text("".join(f"line {n}\n" for n in range(1, 501)))
         session.commit()
         return job.id
+
+
+# ---------------------------------------------------------------------------------------
+# A real browser: Debian's chromium driven by Playwright (which cannot download its own here)
+# ---------------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where page screenshots go: $FRAMEFARM_SCREENSHOTS, else the test's temp folder."""
+    folder = Path(os.environ.get("FRAMEFARM_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"no {CHROMIUM}: apt install chromium (make test installs it)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -142,6 +142,13 @@ document.addEventListener("DOMContentLoaded", () => {
   if (submit) wireSubmit(submit);
 });
 
+// A log tail shows its newest lines.
+function scrollLogs() {
+  for (const log of document.querySelectorAll("pre.log")) log.scrollTop = log.scrollHeight;
+}
+document.addEventListener("DOMContentLoaded", scrollLogs);
+document.addEventListener("htmx:afterSettle", scrollLogs);
+
 // The job fields arrive by htmx once the .blend has been read.
 document.addEventListener("htmx:afterSettle", () => {
   const submit = document.getElementById("submit-form");
