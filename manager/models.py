@@ -187,7 +187,10 @@ class JobFile(SQLModel, table=True):
 
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_claim", "status", "job_id", "task_order"),)
+    __table_args__ = (
+        Index("ix_tasks_claim", "status", "job_id", "task_order"),
+        Index("ix_tasks_ready", "status", "pending_dependencies"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     job_id: int = Field(
@@ -205,6 +208,12 @@ class Task(SQLModel, table=True):
     )
     capability: str | None = Field(
         default=None, description="what the runner must have to take this task"
+    )
+    pending_dependencies: int = Field(
+        default=0,
+        sa_column_kwargs={"server_default": "0"},
+        description="dependencies not completed yet; kept by database triggers "
+        "(migration 0005) so that claiming need not look at them",
     )
     runner_id: int | None = _fk("runners.id", ondelete="SET NULL")
     attempts: int = 0

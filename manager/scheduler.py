@@ -19,7 +19,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from manager.db import BEGIN_MODE, is_sqlite
@@ -29,7 +28,6 @@ from manager.models import (
     JobPin,
     Runner,
     Task,
-    TaskDependency,
     TaskFailure,
     UTCDateTime,
     utcnow,
@@ -45,13 +43,7 @@ def runnable_tasks():  # type: ignore[no-untyped-def]
 
     Parameters: ``runner_id``, ``runner_name``, ``task_types`` and ``tags`` (lists).
     """
-    upstream = aliased(Task)
     runner_id: BindParameter[int] = bindparam("runner_id")
-    waiting_on_dependency = exists().where(
-        col(TaskDependency.task_id) == col(Task.id),
-        col(TaskDependency.depends_on_id) == col(upstream.id),
-        col(upstream.status) != TaskStatus.COMPLETED.value,
-    )
     blocklisted = exists().where(
         col(JobBlocklist.job_id) == col(Task.job_id), col(JobBlocklist.runner_id) == runner_id
     )
@@ -67,6 +59,9 @@ def runnable_tasks():  # type: ignore[no-untyped-def]
         .join(Job, col(Job.id) == col(Task.job_id))
         .where(
             col(Task.status).in_([s.value for s in TASK_RUNNABLE]),
+            # Kept by triggers (migration 0005): an indexed column instead of looking at the
+            # dependencies of every queued task, most of which wait in a long queue.
+            col(Task.pending_dependencies) == 0,
             col(Job.status).in_([s.value for s in JOB_RUNNABLE]),
             col(Task.type).in_(bindparam("task_types", expanding=True)),
             or_(
@@ -75,7 +70,6 @@ def runnable_tasks():  # type: ignore[no-untyped-def]
             ),
             or_(col(Job.tag).is_(None), col(Job.tag).in_(bindparam("tags", expanding=True))),
             or_(not_(pinned), pinned_here),
-            not_(waiting_on_dependency),
             not_(blocklisted),
             not_(failed_here),
         )
