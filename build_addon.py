@@ -1,11 +1,21 @@
-"""Build the installable add-on zip into dist/ (legacy add-on layout: framefarm/__init__.py).
+"""Build the add-on into dist/: a Blender 4.2+ extension and a legacy add-on for Blender 3.x.
 
-Usage: python build_addon.py [--output DIR]
+    dist/framefarm-addon-<version>.zip         extension: blender_manifest.toml, the add-on,
+                                               shared/, wheels/ (blender-asset-tracer and
+                                               zstandard for Linux, macOS and Windows)
+    dist/framefarm-addon-<version>-legacy.zip  framefarm/ with shared/ and the pure-Python
+                                               blender-asset-tracer in framefarm/vendor/
+
+The wheels come from PyPI (``pip download``) into a cache folder on the first build.
+Usage: python build_addon.py [--output DIR] [--wheels DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -13,31 +23,120 @@ ROOT = Path(__file__).resolve().parent
 ADDON = ROOT / "addon"
 SHARED = ROOT / "shared"
 PACKAGE = "framefarm"
+BAT = "blender-asset-tracer==1.23"
+ZSTANDARD = "zstandard==0.25.0"
+# Blender 4.2 to 5.0 run Python 3.11; one zstandard wheel per platform Blender ships for.
+PLATFORMS = {
+    "linux-x64": "manylinux2014_x86_64",
+    "macos-arm64": "macosx_11_0_arm64",
+    "windows-x64": "win_amd64",
+}
 
 
-def addon_files() -> list[tuple[Path, str]]:
+def addon_version() -> str:
+    """The version in the add-on's bl_info, read without importing it."""
+    tree = ast.parse((ADDON / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "bl_info":
+            info = ast.literal_eval(node.value)
+            return ".".join(str(part) for part in info["version"])
+    raise SystemExit("addon/__init__.py has no bl_info")
+
+
+def source_files(prefix: str) -> list[tuple[Path, str]]:
     """(source, name in the zip) for the add-on and the stdlib-only shared code it bundles."""
     files = []
-    for source_root, prefix in ((ADDON, PACKAGE), (SHARED, f"{PACKAGE}/shared")):
+    for source_root, folder in ((ADDON, prefix), (SHARED, f"{prefix}/shared")):
         for path in sorted(source_root.rglob("*.py")):
             if "__pycache__" not in path.parts:
-                files.append((path, f"{prefix}/{path.relative_to(source_root).as_posix()}"))
+                name = f"{folder}/{path.relative_to(source_root).as_posix()}"
+                files.append((path, name.lstrip("/")))
     return files
 
 
-def build(output: Path) -> Path:
-    output.mkdir(parents=True, exist_ok=True)
-    target = output / f"{PACKAGE}-addon.zip"
+def download_wheels(cache: Path) -> list[Path]:
+    """blender-asset-tracer (pure Python) and zstandard for each platform, from PyPI."""
+    cache.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    wanted = [("blender_asset_tracer-*.whl", [BAT])]
+    for platform in PLATFORMS.values():
+        wanted.append(
+            (
+                f"zstandard-*{platform}*.whl",
+                ["--python-version", "3.11", "--platform", platform, ZSTANDARD],
+            )
+        )
+    wheels = []
+    for pattern, args in wanted:
+        found = sorted(cache.glob(pattern))
+        if not found:
+            subprocess.run([*pip, "--quiet", "-d", str(cache), *args], check=True)
+            found = sorted(cache.glob(pattern))
+        if not found:
+            raise SystemExit(f"pip did not download {args[-1]} ({pattern}) into {cache}")
+        wheels.append(found[-1])
+    return wheels
+
+
+def manifest(version: str, wheels: list[Path]) -> str:
+    listed = ", ".join(f'"./wheels/{w.name}"' for w in wheels)
+    platforms = ", ".join(f'"{p}"' for p in PLATFORMS)
+    return f"""schema_version = "1.0.0"
+id = "{PACKAGE}"
+version = "{version}"
+name = "framefarm"
+tagline = "Submit renders to a framefarm render farm"
+maintainer = "framefarm developers"
+type = "add-on"
+tags = ["Render"]
+blender_version_min = "4.2.0"
+license = ["SPDX:GPL-3.0-or-later"]
+platforms = [{platforms}]
+wheels = [{listed}]
+
+[permissions]
+network = "Upload the scene's files to the framefarm manager and follow its jobs"
+files = "Read the .blend file, its textures and libraries to pack them"
+"""
+
+
+def build_extension(output: Path, wheels: list[Path], version: str) -> Path:
+    target = output / f"{PACKAGE}-addon-{version}.zip"
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for source, name in addon_files():
+        archive.writestr("blender_manifest.toml", manifest(version, wheels))
+        for source, name in source_files(""):
             archive.write(source, name)
+        for wheel in wheels:
+            archive.write(wheel, f"wheels/{wheel.name}")
     return target
+
+
+def build_legacy(output: Path, bat_wheel: Path, version: str) -> Path:
+    target = output / f"{PACKAGE}-addon-{version}-legacy.zip"
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for source, name in source_files(PACKAGE):
+            archive.write(source, name)
+        with zipfile.ZipFile(bat_wheel) as wheel:
+            for name in wheel.namelist():
+                if name.startswith("blender_asset_tracer/") and not name.endswith("/"):
+                    archive.writestr(f"{PACKAGE}/vendor/{name}", wheel.read(name))
+    return target
+
+
+def build(output: Path, wheel_cache: Path) -> list[Path]:
+    output.mkdir(parents=True, exist_ok=True)
+    version = addon_version()
+    wheels = download_wheels(wheel_cache)
+    return [build_extension(output, wheels, version), build_legacy(output, wheels[0], version)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=ROOT / "dist")
-    print(build(parser.parse_args().output))
+    parser.add_argument("--wheels", type=Path, default=ROOT / "build" / "addon-wheels")
+    args = parser.parse_args()
+    for path in build(args.output, args.wheels):
+        print(path)
 
 
 if __name__ == "__main__":

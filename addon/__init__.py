@@ -1,62 +1,37 @@
 """framefarm add-on: submit renders to a framefarm manager from inside Blender.
 
-This first version registers the preferences (manager URL and API key) and the sidebar
-panel; packing, upload and submission come with the add-on work (see the README).
+Importing this package has no side effects and does not import bpy, so the plain-Python
+parts (client, packing, submit_flow, settings_form, scene_info) are tested with plain
+pytest; ``register()`` brings in the Blender classes.
 """
+
+import sys
+from pathlib import Path
 
 bl_info = {
     "name": "framefarm",
     "author": "framefarm developers",
-    "version": (0, 1, 0),
+    "version": (0, 2, 0),
     "blender": (3, 4, 0),
-    "location": "View3D > Sidebar > Render Farm",
+    "location": "View3D > Sidebar > Render Farm, and Properties > Output > Render Farm",
     "description": "Submit renders to a framefarm render farm",
     "category": "Render",
 }
 
-import bpy  # noqa: E402
+# The legacy zip for Blender 3.x carries blender-asset-tracer here; the 4.2+ extension
+# installs it as a wheel instead.
+VENDOR = Path(__file__).resolve().parent / "vendor"
 
 
-class FRAMEFARM_AP_preferences(bpy.types.AddonPreferences):
-    bl_idname = __package__ or __name__
+def register() -> None:
+    if VENDOR.is_dir() and str(VENDOR) not in sys.path:
+        sys.path.append(str(VENDOR))
+    from . import blender_ui
 
-    manager_url: bpy.props.StringProperty(  # type: ignore[valid-type]
-        name="Manager URL", default="http://localhost:8080"
-    )
-    api_key: bpy.props.StringProperty(  # type: ignore[valid-type]
-        name="API key", subtype="PASSWORD", description="a user API key (ff_…)"
-    )
-
-    def draw(self, context):
-        self.layout.prop(self, "manager_url")
-        self.layout.prop(self, "api_key")
+    blender_ui.register()
 
 
-class FRAMEFARM_PT_sidebar(bpy.types.Panel):
-    bl_label = "Render Farm"
-    bl_idname = "FRAMEFARM_PT_sidebar"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Render Farm"
+def unregister() -> None:
+    from . import blender_ui
 
-    def draw(self, context):
-        prefs = context.preferences.addons[FRAMEFARM_AP_preferences.bl_idname].preferences
-        layout = self.layout
-        layout.label(text=f"Manager: {prefs.manager_url}")
-        scene = context.scene
-        layout.label(text=f"Frames {scene.frame_start}-{scene.frame_end} at {scene.render.fps} fps")
-        layout.label(text="Submit from Blender is not available yet;")
-        layout.label(text="use 'framefarm submit' meanwhile.")
-
-
-CLASSES = (FRAMEFARM_AP_preferences, FRAMEFARM_PT_sidebar)
-
-
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    blender_ui.unregister()

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def live_farm(tmp_path: Path) -> Iterator[LiveFarm]:
+    with run_live_farm(tmp_path) as farm:
+        yield farm
+
+
+@contextmanager
+def run_live_farm(tmp_path: Path) -> Iterator[LiveFarm]:
+    """A manager with a user and a runner key in ``tmp_path``; runners stop on exit."""
     db = tmp_path / "framefarm.db"
     engine = make_engine(database_url(str(db)))
     migrate(engine)

@@ -1,0 +1,175 @@
+"""Runs inside real Blender: install the built add-on, build the textured project, submit.
+
+Argument: a JSON file with ``zip``, ``kind`` (``extension`` or ``legacy``), ``manager_url``,
+``api_key``, ``project`` (a folder) and ``hide`` (a site-packages folder whose
+blender-asset-tracer and zstandard must not be used, so the add-on's own copies are).
+Prints one ``@result {json}`` line per step; the test reads them. Blender 3.4 and bpy 5.0.
+"""
+
+import hashlib
+import importlib.machinery
+import json
+import os
+import shutil
+import sys
+import traceback
+
+# isort: off
+import bpy  # first: the bpy module puts addon_utils on the path
+import addon_utils
+# isort: on
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import draw_recorder  # noqa: E402
+import textured_scene  # noqa: E402
+
+with open(sys.argv[-1]) as config_file:
+    CONFIG = json.load(config_file)
+
+
+class HideSitePackages:
+    """Finds blender-asset-tracer and zstandard anywhere but in the hidden folder."""
+
+    names = ("blender_asset_tracer", "zstandard")
+
+    def find_spec(self, name, path, target=None):
+        if name not in self.names:
+            return None
+        hidden = os.path.realpath(CONFIG["hide"])
+        search = [p for p in sys.path if os.path.realpath(p) != hidden]
+        spec = importlib.machinery.PathFinder.find_spec(name, search)
+        if spec is None:
+            raise ModuleNotFoundError(f"{name} is not installed outside {hidden}", name=name)
+        return spec
+
+
+def result(step, **data):
+    print("@result " + json.dumps({"step": step, **data}), flush=True)
+
+
+def install():
+    if CONFIG["kind"] == "extension":
+        bpy.ops.extensions.package_install_files(
+            filepath=CONFIG["zip"], repo="user_default", enable_on_install=True
+        )
+    else:
+        bpy.ops.preferences.addon_install(filepath=CONFIG["zip"])
+        addon_utils.enable("framefarm", default_set=True, handle_error=None)
+    modules = [addon.module for addon in bpy.context.preferences.addons]
+    package = next(name for name in modules if name.endswith("framefarm"))
+    return package, sys.modules[package]
+
+
+def call(operator, **kwargs):
+    """Run an operator; its ERROR report becomes RuntimeError in background mode."""
+    try:
+        return {"outcome": sorted(operator(**kwargs)), "error": ""}
+    except RuntimeError as error:
+        return {"outcome": ["ERROR"], "error": str(error)}
+
+
+def submit(addon, step):
+    was_dirty = bpy.data.is_dirty
+    called = call(bpy.ops.framefarm.submit_job)
+    state = addon.preferences.state()
+    flow = state.flow
+    result(
+        step,
+        **called,
+        was_dirty=was_dirty,
+        job_id=(state.last_job or {}).get("id") if flow and flow.job else None,
+        phase=flow.phase.value if flow else None,
+        uploaded_files=flow.uploaded_files if flow else [],
+        uploaded_bytes=flow.uploaded_bytes if flow else 0,
+        manifest=sorted(flow.hashes) if flow else [],
+        warnings=state.warnings,
+        message=state.message,
+    )
+    state.last_job = None
+
+
+def file_sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def main():
+    # Built first: the scene builder resets Blender to factory settings, add-ons included.
+    shot = textured_scene.build(CONFIG["project"], (1.0, 0.0, 0.0))
+    sys.meta_path.insert(0, HideSitePackages())
+    package, addon = install()
+    import blender_asset_tracer
+
+    try:
+        import zstandard
+    except ImportError:  # the legacy zip carries no compiled wheels
+        zstandard = None
+    zstd = zstandard.__file__ if zstandard else None
+    result("installed", package=package, bat=blender_asset_tracer.__file__, zstd=zstd)
+
+    bpy.ops.wm.open_mainfile(filepath=shot)
+    prefs = bpy.context.preferences.addons[package].preferences
+    prefs.manager_url = CONFIG["manager_url"]
+    prefs.api_key = CONFIG["api_key"]
+    result(
+        "connection",
+        **call(bpy.ops.framefarm.test_connection),
+        message=addon.preferences.state().connection_message,
+    )
+    submission = bpy.context.scene.framefarm
+    result(
+        "form", job_type=submission.job_type_name, keys=[item.key for item in submission.settings]
+    )
+
+    submit(addon, "first")
+    submit(addon, "again")
+    # Copied, not made with bpy, so the open file stays as it was.
+    shutil.copyfile(CONFIG["green_png"], os.path.join(CONFIG["project"], "textures", "paint.png"))
+    submit(addon, "texture_changed")
+
+    before = file_sha(shot)
+    bpy.context.scene.render.resolution_percentage = 50  # unsaved change
+    submit(addon, "dirty")
+    leftovers = [n for n in os.listdir(os.path.dirname(shot)) if n.startswith(".framefarm")]
+    result(
+        "dirty_file",
+        unchanged=file_sha(shot) == before,
+        filepath=bpy.data.filepath,
+        leftovers=leftovers,
+    )
+
+    addon.preferences.state().recent_jobs = []
+    result(
+        "jobs",
+        **call(bpy.ops.framefarm.refresh_jobs),
+        jobs=[[j["id"], j["status"]] for j in addon.preferences.state().recent_jobs],
+    )
+    result("draw", **draw_recorder.draw_everything(addon, prefs))
+
+    prefs.api_key = "ff_not-a-key"
+    submit(addon, "bad_key")
+    prefs.api_key = CONFIG["api_key"]
+    prefs.manager_url = "http://127.0.0.1:9"
+    submit(addon, "unreachable")
+    result("test_unreachable", **call(bpy.ops.framefarm.test_connection))
+    if hasattr(bpy.app, "online_access"):  # Blender 4.2+; off in background mode
+        prefs.manager_url = "http://8.8.8.8:8080"
+        online = bpy.app.online_access
+        result("internet_host", online_access=online, **call(bpy.ops.framefarm.refresh_job_types))
+    prefs.manager_url = CONFIG["manager_url"]
+    os.remove(os.path.join(CONFIG["project"], "textures", "paint.png"))
+    submit(addon, "texture_missing")
+    result("done")
+
+
+try:
+    main()
+    # Blender 3.4 crashes on quitting after a -P script that imported multiprocessing (as
+    # blender-asset-tracer does) while multiprocessing's alias of that script's __main__
+    # is still registered; `import multiprocessing` alone shows it. Not the add-on's doing.
+    sys.modules.pop("__mp_main__", None)
+except Exception:
+    traceback.print_exc()
+    sys.stdout.flush()
+    os._exit(1)
