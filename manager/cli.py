@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from manager.apikeys import create_api_key
+from manager.blender_cli import add_blender_parser, run_blender
 from manager.config_cli import add_config_parser, run_config
 from manager.db import make_engine, migrate, session_scope
 from manager.errors import FarmError
@@ -36,8 +37,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--verbose", action="store_true", default=None, help="debug logs (FRAMEFARM_VERBOSE)"
     )
-    actions = parser.add_subparsers(dest="manager_action", metavar="{config,users,keys,migrate}")
+    actions = parser.add_subparsers(
+        dest="manager_action", metavar="{config,users,keys,blender,migrate}"
+    )
     add_config_parser(actions)
+    add_blender_parser(actions)
 
     users = actions.add_parser("users", help="manage user accounts").add_subparsers(
         dest="users_action", required=True
@@ -78,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             print("database is up to date")
         elif args.manager_action == "config":
             return run_config(args, engine, settings)
+        elif args.manager_action == "blender":
+            return run_blender(args, settings)
         elif args.manager_action == "users":
             with session_scope(engine) as session:
                 user = create_user(session, email=args.email, name=args.name, is_admin=args.admin)

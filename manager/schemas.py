@@ -112,6 +112,12 @@ class RunnerRegister(BaseModel):
     capabilities: list[str] = Field(
         default_factory=list, description="e.g. encode:EXR_AV1_MP4 for each video it can encode"
     )
+    blender_versions: list[str] = Field(
+        default_factory=list, description="Blender versions (5.0, 3.4) it has or can download"
+    )
+    devices: list[dict[str, str]] = Field(
+        default_factory=list, description="Cycles devices Blender found: type, name, id"
+    )
 
 
 class RunnerRegistered(BaseModel):

@@ -129,6 +129,8 @@ def register(
     runner.version = body.version
     runner.platform = body.platform
     runner.blender = body.blender.model_dump() if body.blender else {}
+    if body.blender_versions or body.devices:
+        runner.blender |= {"versions": body.blender_versions, "devices": body.devices}
     runner.task_types = list(body.task_types)
     runner.capabilities = sorted(set(body.capabilities))
     if body.tags is not None:

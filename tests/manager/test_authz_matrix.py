@@ -44,6 +44,7 @@ RULES: list[tuple[str, str]] = [
     (r"/api/jobs/\{job_id\}(/.*)?", OWNER),
     (r"/api/jobs(/bulk|/manifest|/ws)?", USER),
     (r"/api/job-types(/\{name\})?", USER),
+    (r"/api/blender/versions", USER),  # runners list and fetch builds under /api/runner
     (r"/api/blobs/(missing|\{sha256\})", USER),
     (r"/api/auth/(me|logout|password/change|keys|keys/\{key_id\})", USER),
     # the web page: signed-out browsers are sent to /signin instead of getting a 401
