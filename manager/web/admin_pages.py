@@ -103,13 +103,22 @@ def revoke_key(request: Request, key_id: int, admin: WebAdmin, session: SessionD
     )
 
 
+def shown(value: object) -> str:
+    """A setting as an admin types it back: on/off, numbers, and nothing for unset."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or value == {}:
+        return ""
+    return str(value)
+
+
 @router.get("/admin/settings", response_class=HTMLResponse)
 def settings_page(request: Request, admin: WebAdmin, session: SessionDep) -> HTMLResponse:
     rows = [
         {
             "name": name,
-            "value": masked_value(SPECS[name], get_setting(session, name)),
-            "default": masked_value(SPECS[name], SPECS[name].default),
+            "value": shown(masked_value(SPECS[name], get_setting(session, name))),
+            "default": shown(masked_value(SPECS[name], SPECS[name].default)),
             "description": SPECS[name].description,
             "secret": SPECS[name].secret,
         }

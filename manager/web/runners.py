@@ -39,6 +39,14 @@ class RunnerRow:
     version: str
 
 
+def _device_name(device: object) -> str:
+    """'AMD EPYC (CPU)' from a probed Cycles device."""
+    if isinstance(device, dict):
+        name, kind = device.get("name") or device.get("id") or "?", device.get("type")
+        return f"{name} ({kind})" if kind else str(name)
+    return str(device)
+
+
 def _blender_versions(blender: dict[str, Any]) -> list[str]:
     """'5.0.1 (bpy)' from what the runner registered with."""
     version = blender.get("version")
@@ -74,7 +82,7 @@ def runner_rows(session: Session) -> list[RunnerRow]:
                 last_seen_at=runner.last_seen_at,
                 tags=list(runner.tags),
                 # runners that probe their Cycles devices send them with the Blender info
-                devices=[str(d) for d in runner.blender.get("devices", [])],
+                devices=[_device_name(d) for d in runner.blender.get("devices", [])],
                 blender_versions=_blender_versions(runner.blender),
                 platform=runner.platform,
                 version=runner.version,

@@ -73,6 +73,7 @@ def test_render_wrangling_in_the_browser(
     tmp_path: Path,
 ):
     prepare_accounts(live_farm)
+    live_farm.start_runner(bpy_backend, "node-web")  # it starts up while the browser signs in
     url = live_farm.url
     context = browser.new_context(viewport={"width": 1366, "height": 900}, accept_downloads=True)
     page = context.new_page()
@@ -87,7 +88,6 @@ def test_render_wrangling_in_the_browser(
     page.get_by_label("Job name").fill("browser shot")
     page.get_by_role("spinbutton", name="Chunk size").fill("2")
     page.screenshot(path=screenshots / "02-submit.png", full_page=True)
-    live_farm.start_runner(bpy_backend, "node-web")
     page.get_by_role("button", name="Submit job").click()
     expect(page).to_have_url(re.compile(rf"{url}/jobs/\d+$"), timeout=20_000)
     job_id = int(page.url.rsplit("/", 1)[1])
