@@ -161,7 +161,8 @@ class FRAMEFARM_OT_submit_job(FarmOperator, bpy.types.Operator):
         redraw_farm_panels(context)
         if not flow.finished:
             return {"PASS_THROUGH"}
-        context.window_manager.event_timer_remove(self._timer)
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
         return self.finish(context, flow)
 
     def start(self, context) -> SubmitFlow | None:

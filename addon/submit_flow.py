@@ -74,6 +74,8 @@ class SubmitFlow:
         self.hashed_bytes = 0
         self._pack_thread: threading.Thread | None = None
         self._pack_error: BaseException | None = None
+        self._pack_done = False
+        self._lock = threading.Lock()
         self._to_hash: list[PackedFile] = []
         self._hashing: tuple[PackedFile, Any, Any, int] | None = None
         self._uploads: list[BlobUpload] = []
@@ -161,6 +163,11 @@ class SubmitFlow:
             )
         except BaseException as error:  # handed to the main thread, raised there
             self._pack_error = error
+        finally:
+            with self._lock:
+                self._pack_done = True
+                if self.finished:  # canceled while packing: the files are ours to remove
+                    self._remove_files()
 
     def _step_hashing(self) -> None:
         budget = 4 * self.chunk_bytes
@@ -256,8 +263,12 @@ class SubmitFlow:
             self._hashing = None
 
     def _cleanup(self) -> None:
-        if self._pack_thread is not None and self._pack_thread.is_alive():
-            return  # the thread still writes there; the OS temp cleaner has it
+        with self._lock:
+            if self._pack_thread is not None and not self._pack_done:
+                return  # the packing thread still writes there; it removes them when done
+            self._remove_files()
+
+    def _remove_files(self) -> None:
         shutil.rmtree(self.request.staging, ignore_errors=True)
         for path in self.request.remove_after:
             path.unlink(missing_ok=True)

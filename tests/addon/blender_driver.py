@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import traceback
+import types
 
 # isort: off
 import bpy  # first: the bpy module puts addon_utils on the path
@@ -89,6 +90,46 @@ def submit(addon, step):
     state.last_job = None
 
 
+def modal_probe(addon, reports):
+    """The submit operator's own methods, bound to a stand-in (no window in background)."""
+    cls = addon.operators.FRAMEFARM_OT_submit_job
+    probe = types.SimpleNamespace(_timer=None)
+    probe.report = lambda kind, text: reports.append([sorted(kind)[0], text])
+    for name in ("start", "finish", "modal"):
+        setattr(probe, name, types.MethodType(getattr(cls, name), probe))
+    return probe
+
+
+def modal_steps(addon):
+    """Step the modal operator with timer events to the end, then cancel one with ESC."""
+    context, reports = bpy.context, []
+    probe = modal_probe(addon, reports)
+    probe.start(context)
+    ticks, outcome = 0, {"PASS_THROUGH"}
+    while outcome == {"PASS_THROUGH"} and ticks < 10_000:
+        outcome = probe.modal(context, types.SimpleNamespace(type="TIMER"))
+        ticks += 1
+    result("modal", outcome=sorted(outcome), ticks=ticks, reports=reports)
+
+    reports.clear()
+    probe.start(context)
+    probe.modal(context, types.SimpleNamespace(type="TIMER"))
+    outcome = probe.modal(context, types.SimpleNamespace(type="ESC"))
+    state = addon.preferences.state()
+    if state.flow._pack_thread is not None:
+        state.flow._pack_thread.join()  # canceled while packing: it cleans up when it ends
+    folder = os.path.dirname(bpy.data.filepath)
+    leftovers = [n for n in os.listdir(folder) if n.startswith(".framefarm")]
+    leftovers += [str(state.flow.request.staging)] if state.flow.request.staging.exists() else []
+    result(
+        "modal_esc",
+        outcome=sorted(outcome),
+        reports=reports,
+        phase=state.flow.phase.value,
+        leftovers=leftovers,
+    )
+
+
 def file_sha(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -138,6 +179,11 @@ def main():
         filepath=bpy.data.filepath,
         leftovers=leftovers,
     )
+
+    modal_steps(addon)
+    submission.type_etag = "0" * 16  # as if the job type changed on the manager since
+    submit(addon, "stale_form")
+    result("form_reloaded", etag=submission.type_etag)
 
     addon.preferences.state().recent_jobs = []
     result(

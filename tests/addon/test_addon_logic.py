@@ -12,6 +12,7 @@ from addon.online_access import online_access_problem
 from addon.packing import pack_blend, project_root
 from addon.scene_info import missing_files, scene_problems, scene_summary
 from addon.settings_form import form_rows, submitted_settings
+from addon.ui_state import FarmState
 from manager.job_types.builtin import simple_blender_render
 from manager.job_types.schema import parse_schema
 from shared.setting_eval import SettingEvalError, eval_namespace
@@ -162,3 +163,14 @@ def test_packing_a_copy_renames_it_and_reports_missing_files(
     assert [f.path for f in pack.files] == ["library/props.blend", "shots/shot.blend"]
     assert {f.path: f.source for f in pack.files}["shots/shot.blend"] == copy
     assert pack.missing == [textured_project / "textures" / "paint.png"]
+
+
+def test_my_jobs_refresh_only_while_the_panel_is_seen_and_not_too_often():
+    farm = FarmState()
+    assert not farm.jobs_refresh_due(now=100.0)  # never drawn
+    farm.jobs_panel_seen_at = 99.0
+    assert farm.jobs_refresh_due(now=100.0)
+    farm.jobs_fetched_at = 99.5
+    assert not farm.jobs_refresh_due(now=100.0)  # fetched half a second ago
+    assert farm.jobs_refresh_due(now=102.6)
+    assert not farm.jobs_refresh_due(now=110.0)  # the panel has not been drawn for 11 s
