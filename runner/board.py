@@ -178,7 +178,8 @@ class RunnerBoard:
             return BoardSnapshot(
                 name=self._name,
                 manager=self._manager,
-                state=self._state,
+                # With several slots one may wait for work while another renders.
+                state="rendering" if self._tasks and self._state == "idle" else self._state,
                 devices=list(self._devices),
                 blender=self._blender,
                 tasks=copy.deepcopy(self._tasks),
