@@ -11,6 +11,7 @@ staging folder this submission owns. The artist's files are never written.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PurePosixPath
@@ -41,24 +42,34 @@ def _recording_transferer_class():  # type: ignore[no-untyped-def]
     from blender_asset_tracer.pack import transfer
 
     class RecordingTransferer(transfer.FileTransferer):  # type: ignore[misc]
-        """Records (source, target) pairs; keeps BAT's rewritten blends in ``keep_dir``."""
+        """Records (source, target) pairs; keeps BAT's rewritten blends in ``keep_dir``.
+
+        Nothing is copied, so no thread is started: the queue (unbounded here) is read
+        once BAT has queued everything, without BAT's half-second polls.
+        """
 
         def __init__(self, keep_dir: Path) -> None:
             super().__init__()
+            self.queue = queue.PriorityQueue()
             self.keep_dir = keep_dir
             self.recorded: list[tuple[Path, PurePath]] = []
 
+        def start(self) -> None:
+            """Not a thread: ``done_and_join`` records on the caller's thread."""
+
+        def done_and_join(self) -> None:
+            self.done.set()
+            self.run()
+            super().done_and_join()
+
         def run(self) -> None:
-            for src, dst, action in self.iter_queue():
-                try:
-                    if action == transfer.Action.MOVE:
-                        kept = self.keep_dir / f"{len(self.recorded)}-{Path(src).name}"
-                        shutil.move(str(src), kept)
-                        src = kept
-                    self.recorded.append((Path(src), dst))
-                    self.report_transferred(0)
-                except OSError as error:
-                    self.error_set(f"{src}: {error}")
+            while not self.queue.empty():
+                src, dst, action = self.queue.get_nowait()
+                if action == transfer.Action.MOVE:
+                    kept = self.keep_dir / f"{len(self.recorded)}-{Path(src).name}"
+                    shutil.move(str(src), kept)
+                    src = kept
+                self.recorded.append((Path(src), dst))
 
     return RecordingTransferer
 
@@ -97,6 +108,15 @@ def pack_blend(blend: Path, staging: Path, *, name: str | None = None) -> Pack:
         def _create_file_transferer(self):  # type: ignore[no-untyped-def]
             self.recording = transferer_class(staging)
             return self.recording
+
+        def _find_new_paths(self) -> None:
+            """Absolute paths inside the project keep their place (BAT moves every absolute
+            path under ``_outside_project/``); files outside it still go there."""
+            super()._find_new_paths()
+            for path in self._new_location_paths:
+                if self._path_in_project(path):
+                    relative = path.relative_to(self.project)
+                    self._actions[path].new_path = self._target_path / relative
 
         def _write_info_file(self) -> None:
             """BAT's pack-info.txt is for people unpacking by hand; the farm does not need it."""

@@ -18,18 +18,14 @@ __all__ = ["live_farm", "shared_farm", "textured_project"]
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="session")
-def textured_project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """project/{shots/shot.blend, textures/paint.png, library/props.blend}, made once.
-
-    Saved by Blender 3.4, whose .blend files are not compressed (5.0 compresses them with
-    zstd), so ``textured_project`` can append bytes after the last block.
+def build_textured_project(root: Path, *options: str) -> Path:
+    """Run textured_scene.py in Blender 3.4, whose .blend files are not compressed (5.0
+    compresses them with zstd), so ``textured_project`` can append bytes after the last block.
     """
-    root = tmp_path_factory.mktemp("textured") / "project"
     script = str(HERE / "textured_scene.py")
     done = subprocess.run(
         ["blender", "-b", "--factory-startup", "--python-exit-code", "1", "-P", script]
-        + ["--", str(root), "1,0,0"],
+        + ["--", str(root), "1,0,0", *options],
         env=blender_env(root.parent / "home"),
         cwd=root.parent,
         capture_output=True,
@@ -38,6 +34,12 @@ def textured_project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return root
+
+
+@pytest.fixture(scope="session")
+def textured_project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """project/{shots/shot.blend, textures/paint.png, library/props.blend}, made once."""
+    return build_textured_project(tmp_path_factory.mktemp("textured") / "project")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from addon.ui_state import FarmState
 from manager.job_types.builtin import simple_blender_render
 from manager.job_types.schema import parse_schema
 from shared.setting_eval import SettingEvalError, eval_namespace
+from tests.addon.conftest import build_textured_project
 
 SPECS = parse_schema("simple-blender-render", simple_blender_render.JOB_TYPE).as_dict()["settings"]
 TOGGLED = [
@@ -174,3 +175,18 @@ def test_my_jobs_refresh_only_while_the_panel_is_seen_and_not_too_often():
     assert not farm.jobs_refresh_due(now=100.0)  # fetched half a second ago
     assert farm.jobs_refresh_due(now=102.6)
     assert not farm.jobs_refresh_due(now=110.0)  # the panel has not been drawn for 11 s
+
+
+def test_an_absolute_texture_path_is_rewritten_relative_in_a_copy(tmp_path: Path):
+    from blender_asset_tracer import trace
+
+    project = build_textured_project(tmp_path / "project", "absolute")
+    shot = project / "shots" / "shot.blend"
+    before = shot.read_bytes()
+    pack = pack_blend(shot, tmp_path / "staging")
+    sources = {f.path: f.source for f in pack.files}
+    assert sorted(sources) == ["library/props.blend", "shots/shot.blend", "textures/paint.png"]
+    rewritten = sources["shots/shot.blend"]
+    assert rewritten.parent == tmp_path / "staging" and shot.read_bytes() == before
+    paths = {u.asset_path.decode() for u in trace.deps(rewritten)}
+    assert paths == {"//../textures/paint.png", "//../library/props.blend"}

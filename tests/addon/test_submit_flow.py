@@ -135,3 +135,20 @@ def test_the_manager_refuses_a_manifest_that_leaves_the_job_folder(shared_farm: 
             address,
             {**JOB, "blend_file": "a.blend", "files": {"a.blend": {"sha256": "2" * 64, "size": 1}}},
         )
+
+
+def test_canceling_while_packing_still_removes_the_copy_and_staging(
+    shared_farm: LiveFarm, textured_project: Path, tmp_path: Path
+):
+    shot = textured_project / "shots" / "shot.blend"
+    copy = shot.with_name(".framefarm-submit-test.blend")
+    copy.write_bytes(shot.read_bytes())
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=tmp_path))
+    address = client.ManagerAddress(shared_farm.url, shared_farm.user_key)
+    flow = SubmitFlow(SubmitRequest(address, copy, JOB, staging, "shot.blend", [copy]))
+    flow.step()  # the packing thread starts; it may or may not be done
+    flow.cancel()
+    assert flow.phase == Phase.CANCELED and not flow.step()
+    assert flow._pack_thread is not None
+    flow._pack_thread.join(30)
+    assert not copy.exists() and not staging.exists()

@@ -7,7 +7,8 @@
 
 A 64x64 render shows the texture's colour at pixel (32, 16) and blue at (32, 48). The
 texture and library are referenced by relative paths (``//../textures/paint.png``).
-Usage: ``python textured_scene.py ROOT R,G,B`` (or ``blender -b -P … -- ROOT R,G,B``).
+Usage: ``python textured_scene.py ROOT R,G,B [absolute]`` (or ``blender -b -P … -- …``);
+``absolute`` keeps the texture's path absolute.
 Also importable inside Blender: ``write_texture(path, rgb)``.
 """
 
@@ -88,7 +89,7 @@ def render_settings(scene):
     scene.camera = camera
 
 
-def build(root, rgb):
+def build(root, rgb, absolute=False):
     for folder in ("textures", "library", "shots"):
         os.makedirs(os.path.join(root, folder), exist_ok=True)
     texture_path = os.path.join(root, "textures", "paint.png")
@@ -106,7 +107,7 @@ def build(root, rgb):
     bpy.ops.wm.save_as_mainfile(filepath=shot_path)  # saved first, so paths can be relative
     render_settings(scene)
     image = bpy.data.images.load(texture_path)
-    image.filepath = bpy.path.relpath(texture_path)
+    image.filepath = texture_path if absolute else bpy.path.relpath(texture_path)
     painted = plane("Painted", -0.5)
     painted.data.materials.append(emission_material("Paint", image=image))
     scene.collection.objects.link(painted)
@@ -119,4 +120,5 @@ def build(root, rgb):
 
 if __name__ == "__main__":
     args = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]
-    print("shot", build(os.path.abspath(args[0]), [float(c) for c in args[1].split(",")]))
+    rgb = [float(c) for c in args[1].split(",")]
+    print("shot", build(os.path.abspath(args[0]), rgb, absolute="absolute" in args[2:]))
