@@ -2,6 +2,7 @@
 
 manager/web/
 ├── access.py        the signed-in user of a page, or a redirect to /signin
+├── error_pages.py   errors as pages for browsers, JSON for everyone else
 ├── templating.py    templates and their filters (ago, duration, filesize)
 ├── flash.py         the message an action leaves, and the refresh event it fires
 ├── signin.py        /signin: password form and provider buttons
@@ -34,6 +35,7 @@ from manager.web import (
     submit,
 )
 from manager.web.access import install_sign_in_redirect
+from manager.web.error_pages import install_error_pages
 from manager.web.templating import make_templates
 
 
@@ -41,5 +43,6 @@ def install_web(app: FastAPI) -> None:
     """Add the pages to the app (after the API routers, which own /api)."""
     app.state.web_templates = make_templates()
     install_sign_in_redirect(app)
+    install_error_pages(app)
     for module in (static, signin, submit, jobs_list, job_page, runners, admin_pages, events):
         app.include_router(module.router)

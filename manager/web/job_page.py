@@ -93,7 +93,7 @@ def job_log(
 
 @router.get("/jobs/{job_id}/live", response_class=HTMLResponse)
 def job_live(request: Request, job_id: int, user: WebUser, session: SessionDep) -> HTMLResponse:
-    """The parts of the job page that change while it renders, polled every two seconds."""
+    """The parts of the job page that change while it renders, polled every 1.5 s."""
     detail = job_detail(session, get_job_for(session, job_id, user))
     return render(request, "_job_live.html", {"d": detail, "job": detail.summary.job})
 

@@ -6,6 +6,7 @@ import io
 import re
 import zipfile
 
+from manager.auth.providers import save_oidc_provider
 from manager.farm_settings import set_setting
 from manager.models import Job
 from tests.web.conftest import WebFarm
@@ -154,3 +155,45 @@ def test_runners_page_and_admin_pages(web_farm: WebFarm, rendering_job: int):
         "/admin/settings/frames-per-render-task", data={"value": "zero"}, headers=admin
     )
     assert "frames-per-render-task:" in changed.text and 'class="flash error"' in changed.text
+
+
+def test_browsers_get_error_pages_and_scripts_keep_json(web_farm: WebFarm, rendering_job: int):
+    browser = {**web_farm.as_key(web_farm.other_key), "Accept": "text/html,*/*;q=0.8"}
+    hidden = web_farm.client.get(f"/jobs/{rendering_job}", headers=browser)
+    assert hidden.status_code == 404
+    assert hidden.headers["content-type"].startswith("text/html")
+    assert f"There is no job {rendering_job}." in hidden.text and 'href="/jobs"' in hidden.text
+    admin_only = web_farm.client.get("/admin/users", headers=browser)
+    assert admin_only.status_code == 403 and "Only admins may see this page" in admin_only.text
+    script = web_farm.client.get("/admin/users", headers=web_farm.as_key(web_farm.other_key))
+    assert script.json()["code"] == "admin_only"
+
+
+def test_sign_in_offers_each_provider(web_farm: WebFarm):
+    with web_farm.session() as session:
+        save_oidc_provider(
+            session,
+            web_farm.client.app.state.keyring,  # type: ignore[attr-defined]
+            "studio",
+            discovery_url="https://sso.studio.example/realms/studio",
+            client_id="farm",
+            client_secret="a client secret",
+            label="Studio SSO",
+        )
+        session.commit()
+    page = web_farm.client.get("/signin?next=/jobs/3")
+    assert 'href="/api/auth/studio/login?next=/jobs/3">Continue with Studio SSO</a>' in page.text
+    assert "a client secret" not in page.text
+
+
+def test_admins_choose_between_their_jobs_and_everyones(web_farm: WebFarm, rendering_job: int):
+    admin = web_farm.as_key(web_farm.admin_key)
+    mine = web_farm.client.get("/jobs", headers=admin)
+    assert "shot 010" not in mine.text
+    everyone = web_farm.client.get("/jobs?scope=all", headers=admin)
+    assert "shot 010" in everyone.text and '<th scope="col">Owner</th>' in everyone.text
+    assert "<td>artist@example.com</td>" in everyone.text
+    failed_only = web_farm.client.get("/jobs?scope=all&status=failed", headers=admin)
+    assert "shot 010" not in failed_only.text
+    artist = web_farm.client.get("/jobs?scope=all", headers=web_farm.as_key(web_farm.artist_key))
+    assert "Owner</th>" not in artist.text  # not an admin: only their own jobs, no owners
