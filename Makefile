@@ -57,8 +57,9 @@ demo: setup
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy manager runner shared framefarm
 
-addon:
-	$(PYTHON) build_addon.py
+# The virtualenv's pip downloads the wheels the extension bundles (from PyPI, cached in build/).
+addon: venv
+	$(BIN)/python build_addon.py
 
 clean:
 	rm -rf $(VENV) dist build framefarm-demo .pytest_cache .mypy_cache .ruff_cache
