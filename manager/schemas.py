@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+import annotated_types
 from pydantic import BaseModel, Field
+
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, annotated_types.Ge(1), annotated_types.Le(MAX_ROW_ID)]
+"""A row id as the API accepts it: what no database column can hold is a 422, not a crash."""
 
 
 class TaskCounts(BaseModel):
@@ -217,7 +222,7 @@ class RequeueRequest(BaseModel):
 
 class BulkAction(BaseModel):
     action: str = Field(pattern="^(pause|resume|cancel|requeue|requeue-failed|delete|priority)$")
-    job_ids: list[int] = Field(min_length=1, max_length=1000)
+    job_ids: list[RowId] = Field(min_length=1, max_length=1000)
     priority: int | None = Field(None, ge=0, le=100)
 
 

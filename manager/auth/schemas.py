@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from manager.schemas import JobPublic
+from manager.schemas import JobPublic, RowId
 
 Email = Annotated[
     str,
@@ -84,7 +84,7 @@ class ApiKeyName(BaseModel):
 class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     scope: Literal["user", "runner"] = "user"
-    user_id: int | None = Field(None, description="admins only: the user a user key acts as")
+    user_id: RowId | None = Field(None, description="admins only: the user a user key acts as")
 
 
 class ApiKeyCreated(BaseModel):

@@ -29,6 +29,7 @@ from manager.auth.schemas import (
 from manager.deps import AdminUser, SessionDep, WorkSignalDep
 from manager.errors import Conflict, InvalidInput
 from manager.farm_settings import SPECS, get_setting, masked_value, set_setting
+from manager.schemas import RowId
 from manager.users import delete_user, get_user, set_admin
 from shared.wire import ApiKeyScope
 
@@ -48,7 +49,7 @@ def runners(admin: AdminUser, session: SessionDep) -> list[RunnerAdminPublic]:
 
 @router.post("/runners/{runner_id}/enable", response_model=RunnerAdminPublic)
 def enable_runner(
-    runner_id: int, admin: AdminUser, session: SessionDep, signal: WorkSignalDep
+    runner_id: RowId, admin: AdminUser, session: SessionDep, signal: WorkSignalDep
 ) -> RunnerAdminPublic:
     runner = get_runner(session, runner_id)
     set_runner_enabled(session, runner, True)
@@ -58,7 +59,7 @@ def enable_runner(
 
 
 @router.post("/runners/{runner_id}/disable", response_model=RunnerAdminPublic)
-def disable_runner(runner_id: int, admin: AdminUser, session: SessionDep) -> RunnerAdminPublic:
+def disable_runner(runner_id: RowId, admin: AdminUser, session: SessionDep) -> RunnerAdminPublic:
     """The runner finishes its current task and then claims nothing more."""
     runner = get_runner(session, runner_id)
     set_runner_enabled(session, runner, False)
@@ -68,7 +69,7 @@ def disable_runner(runner_id: int, admin: AdminUser, session: SessionDep) -> Run
 
 @router.delete("/runners/{runner_id}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_runner(
-    runner_id: int, admin: AdminUser, session: SessionDep, signal: WorkSignalDep
+    runner_id: RowId, admin: AdminUser, session: SessionDep, signal: WorkSignalDep
 ) -> Response:
     """Forget the runner and requeue its tasks (revoke its key too, or it registers again)."""
     released = delete_runner(session, get_runner(session, runner_id))
@@ -83,7 +84,7 @@ def jobs(
     admin: AdminUser,
     session: SessionDep,
     status_filter: str | None = None,
-    owner_id: int | None = None,
+    owner_id: RowId | None = None,
     limit: int = 100,
 ) -> AdminJobsPublic:
     """Everyone's jobs, newest first, with their owners' addresses."""
@@ -97,14 +98,14 @@ def users(admin: AdminUser, session: SessionDep) -> list[UserAdminPublic]:
 
 
 @router.post("/users/{user_id}/admin", status_code=status.HTTP_204_NO_CONTENT)
-def make_admin(user_id: int, admin: AdminUser, session: SessionDep) -> Response:
+def make_admin(user_id: RowId, admin: AdminUser, session: SessionDep) -> Response:
     set_admin(session, get_user(session, user_id), True)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.delete("/users/{user_id}/admin", status_code=status.HTTP_204_NO_CONTENT)
-def unmake_admin(user_id: int, admin: AdminUser, session: SessionDep) -> Response:
+def unmake_admin(user_id: RowId, admin: AdminUser, session: SessionDep) -> Response:
     """Take admin rights away (the last admin keeps them)."""
     set_admin(session, get_user(session, user_id), False)
     session.commit()
@@ -112,7 +113,7 @@ def unmake_admin(user_id: int, admin: AdminUser, session: SessionDep) -> Respons
 
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_user(user_id: int, admin: AdminUser, session: SessionDep) -> Response:
+def remove_user(user_id: RowId, admin: AdminUser, session: SessionDep) -> Response:
     """Delete the user, their keys and sessions; their jobs stay, without an owner."""
     if user_id == admin.id:
         raise Conflict("you cannot delete your own account", code="cannot_delete_self")
@@ -145,7 +146,7 @@ def create_key(body: ApiKeyCreate, admin: AdminUser, session: SessionDep) -> Api
 
 
 @router.delete("/keys/{key_id}", response_model=ApiKeyPublic)
-def revoke_key(key_id: int, admin: AdminUser, session: SessionDep) -> ApiKeyPublic:
+def revoke_key(key_id: RowId, admin: AdminUser, session: SessionDep) -> ApiKeyPublic:
     """The key stops working at once."""
     record = revoke_api_key(session, get_api_key(session, key_id))
     session.commit()

@@ -50,6 +50,7 @@ from manager.db import session_scope
 from manager.deps import CurrentUser, SessionDep
 from manager.errors import Forbidden, NotFound, Unauthorized
 from manager.models import ApiKey, User
+from manager.schemas import RowId
 from shared.wire import ApiKeyScope
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -217,7 +218,7 @@ def create_my_key(body: ApiKeyName, user: CurrentUser, session: SessionDep) -> A
 
 
 @router.delete("/keys/{key_id}", response_model=ApiKeyPublic)
-def revoke_my_key(key_id: int, user: CurrentUser, session: SessionDep) -> ApiKeyPublic:
+def revoke_my_key(key_id: RowId, user: CurrentUser, session: SessionDep) -> ApiKeyPublic:
     record = get_api_key(session, key_id)
     if record.user_id != user.id:
         raise NotFound(f"there is no API key {key_id}", code="api_key_not_found")

@@ -45,6 +45,7 @@ from manager.schemas import (
     OutputPublic,
     OutputsPublic,
     RequeueRequest,
+    RowId,
     TaskPublic,
 )
 from manager.signals import WorkSignal
@@ -201,7 +202,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(job_id: int, user: CurrentUser, session: SessionDep) -> JobPublic:
+def get_job(job_id: RowId, user: CurrentUser, session: SessionDep) -> JobPublic:
     return job_public(session, get_job_for(session, job_id, user))
 
 
@@ -211,7 +212,7 @@ def get_job(job_id: int, user: CurrentUser, session: SessionDep) -> JobPublic:
     responses={202: {"description": "not finished yet; ask again after Retry-After seconds"}},
 )
 def get_job_status(
-    job_id: int, user: CurrentUser, session: SessionDep, response: Response
+    job_id: RowId, user: CurrentUser, session: SessionDep, response: Response
 ) -> JobStatusPublic:
     """200 once the job is completed, failed or canceled; 202 while it is not."""
     job = get_job_for(session, job_id, user)
@@ -223,13 +224,13 @@ def get_job_status(
 
 
 @router.delete("/{job_id}", response_model=JobPublic)
-def cancel(job_id: int, user: CurrentUser, session: SessionDep) -> JobPublic:
+def cancel(job_id: RowId, user: CurrentUser, session: SessionDep) -> JobPublic:
     """Cancel the job (same as POST …/cancel); runners working on it are told to stop."""
     return _control(session, get_job_for(session, job_id, user), cancel_job)
 
 
 @router.get("/{job_id}/tasks", response_model=list[TaskPublic])
-def list_tasks(job_id: int, user: CurrentUser, session: SessionDep) -> list[TaskPublic]:
+def list_tasks(job_id: RowId, user: CurrentUser, session: SessionDep) -> list[TaskPublic]:
     get_job_for(session, job_id, user)
     tasks = session.exec(
         select(Task).where(Task.job_id == job_id).order_by(col(Task.task_order))
@@ -237,7 +238,7 @@ def list_tasks(job_id: int, user: CurrentUser, session: SessionDep) -> list[Task
     return [task_public(session, task) for task in tasks]
 
 
-def _output_public(job_id: int, output: Output) -> OutputPublic:
+def _output_public(job_id: RowId, output: Output) -> OutputPublic:
     return OutputPublic(
         name=output.name,
         frame=output.frame,
@@ -249,7 +250,7 @@ def _output_public(job_id: int, output: Output) -> OutputPublic:
 
 
 @router.get("/{job_id}/outputs", response_model=OutputsPublic)
-def list_outputs(job_id: int, user: CurrentUser, session: SessionDep) -> OutputsPublic:
+def list_outputs(job_id: RowId, user: CurrentUser, session: SessionDep) -> OutputsPublic:
     get_job_for(session, job_id, user)
     outputs = session.exec(
         select(Output).where(Output.job_id == job_id).order_by(col(Output.name))
@@ -260,7 +261,7 @@ def list_outputs(job_id: int, user: CurrentUser, session: SessionDep) -> Outputs
 
 @router.get("/{job_id}/outputs/{name:path}", response_class=FileResponse)
 def download_output(
-    job_id: int, name: str, user: CurrentUser, session: SessionDep, storage: StorageDep
+    job_id: RowId, name: str, user: CurrentUser, session: SessionDep, storage: StorageDep
 ) -> FileResponse:
     get_job_for(session, job_id, user)
     clean = safe_relative_path(name)
@@ -283,19 +284,21 @@ def _control(session: Session, job: Job, action: Callable[[Session, Job], object
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
-def cancel_post(job_id: int, user: CurrentUser, session: SessionDep) -> JobPublic:
+def cancel_post(job_id: RowId, user: CurrentUser, session: SessionDep) -> JobPublic:
     """Cancel: waiting tasks at once, running ones at their runner's next report."""
     return _control(session, get_job_for(session, job_id, user), cancel_job)
 
 
 @router.post("/{job_id}/pause", response_model=JobPublic)
-def pause(job_id: int, user: CurrentUser, session: SessionDep) -> JobPublic:
+def pause(job_id: RowId, user: CurrentUser, session: SessionDep) -> JobPublic:
     """Pause: no new tasks start; running ones stop and wait to be resumed."""
     return _control(session, get_job_for(session, job_id, user), pause_job)
 
 
 @router.post("/{job_id}/resume", response_model=JobPublic)
-def resume(job_id: int, user: CurrentUser, session: SessionDep, signal: WorkSignalDep) -> JobPublic:
+def resume(
+    job_id: RowId, user: CurrentUser, session: SessionDep, signal: WorkSignalDep
+) -> JobPublic:
     result = _control(session, get_job_for(session, job_id, user), resume_job)
     signal.notify(result.tasks.queued)
     return result
@@ -303,7 +306,7 @@ def resume(job_id: int, user: CurrentUser, session: SessionDep, signal: WorkSign
 
 @router.post("/{job_id}/requeue", response_model=JobPublic)
 def requeue(
-    job_id: int,
+    job_id: RowId,
     body: RequeueRequest,
     user: CurrentUser,
     session: SessionDep,
@@ -318,7 +321,7 @@ def requeue(
 
 @router.post("/{job_id}/tasks/{task_id}/requeue", response_model=TaskPublic)
 def requeue_one_task(
-    job_id: int, task_id: int, user: CurrentUser, session: SessionDep, signal: WorkSignalDep
+    job_id: RowId, task_id: RowId, user: CurrentUser, session: SessionDep, signal: WorkSignalDep
 ) -> TaskPublic:
     job = get_job_for(session, job_id, user)
     task = session.get(Task, task_id)
@@ -332,7 +335,7 @@ def requeue_one_task(
 
 @router.patch("/{job_id}", response_model=JobPublic)
 def update_job(
-    job_id: int, body: JobUpdate, user: CurrentUser, session: SessionDep, signal: WorkSignalDep
+    job_id: RowId, body: JobUpdate, user: CurrentUser, session: SessionDep, signal: WorkSignalDep
 ) -> JobPublic:
     """Change the priority, or pin the job to named runners (manual assignment)."""
     job = get_job_for(session, job_id, user)
@@ -348,7 +351,7 @@ def update_job(
 
 @router.post("/{job_id}/delete", status_code=status.HTTP_202_ACCEPTED)
 def delete(
-    job_id: int,
+    job_id: RowId,
     user: CurrentUser,
     session: SessionDep,
     storage: StorageDep,
