@@ -193,7 +193,7 @@ class FRAMEFARM_OT_submit_job(FarmOperator, bpy.types.Operator):
             settings = submitted_settings(job_type["settings"], rows_of(submission), namespace)
         except setting_eval.SettingEvalError as error:
             raise client.FarmClientError(f"cannot compute the job settings: {error}") from error
-        farm.warnings = missing_files(external_files(bpy.data, bpy.path.abspath))
+        farm.warnings = scene_missing_files()
         for warning in farm.warnings:
             self.report({"WARNING"}, warning)
         blend, name, remove_after, staging = blend_to_pack(context)
@@ -232,6 +232,25 @@ class FRAMEFARM_OT_submit_job(FarmOperator, bpy.types.Operator):
         farm.say("ERROR", message)
         self.report({"ERROR"}, message)
         return {"CANCELLED"}
+
+
+def scene_missing_files() -> list[str]:
+    return missing_files(external_files(bpy.data, bpy.path.abspath))
+
+
+class FRAMEFARM_OT_check_files(bpy.types.Operator):
+    """List the files the scene uses that are not on disk (the job renders without them)"""
+
+    bl_idname = "framefarm.check_files"
+    bl_label = "Check files"
+
+    def execute(self, context):
+        state().warnings = scene_missing_files()
+        if state().warnings:
+            self.report({"WARNING"}, f"{len(state().warnings)} files are missing")
+        else:
+            self.report({"INFO"}, "Every file the scene uses is on disk")
+        return {"FINISHED"}
 
 
 class FRAMEFARM_OT_cancel_submission(bpy.types.Operator):
@@ -284,6 +303,7 @@ CLASSES = (
     FRAMEFARM_OT_test_connection,
     FRAMEFARM_OT_refresh_job_types,
     FRAMEFARM_OT_submit_job,
+    FRAMEFARM_OT_check_files,
     FRAMEFARM_OT_cancel_submission,
     FRAMEFARM_OT_open_job_page,
     FRAMEFARM_OT_refresh_jobs,

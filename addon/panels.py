@@ -40,7 +40,9 @@ def draw_farm_panel(layout, context) -> None:
         draw_progress(box, flow.progress)
         box.operator("framefarm.cancel_submission", icon="CANCEL")
     else:
-        layout.operator("framefarm.submit_job", icon="RENDER_ANIMATION")
+        row = layout.row(align=True)
+        row.operator("framefarm.submit_job", icon="RENDER_ANIMATION")
+        row.operator("framefarm.check_files", text="", icon="VIEWZOOM")
     if farm.message:
         layout.label(text=farm.message, icon=MESSAGE_ICONS.get(farm.message_level, "INFO"))
     for warning in farm.warnings[:8]:

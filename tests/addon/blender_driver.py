@@ -190,7 +190,10 @@ def main():
         **call(bpy.ops.framefarm.refresh_jobs),
         jobs=[[j["id"], j["status"]] for j in addon.preferences.state().recent_jobs],
     )
+    addon.preferences.state().last_job = {"id": 7, "name": "shot"}
+    addon.preferences.state().last_job_url = CONFIG["manager_url"] + "/jobs/7"
     result("draw", **draw_recorder.draw_everything(addon, prefs))
+    addon.preferences.state().last_job = None
 
     prefs.api_key = "ff_not-a-key"
     submit(addon, "bad_key")
@@ -204,6 +207,8 @@ def main():
         result("internet_host", online_access=online, **call(bpy.ops.framefarm.refresh_job_types))
     prefs.manager_url = CONFIG["manager_url"]
     os.remove(os.path.join(CONFIG["project"], "textures", "paint.png"))
+    result("check_files", **call(bpy.ops.framefarm.check_files))
+    result("check_files_warnings", warnings=addon.preferences.state().warnings)
     submit(addon, "texture_missing")
     result("done")
 

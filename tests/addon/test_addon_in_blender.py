@@ -136,6 +136,7 @@ def check_submissions(results: dict[str, dict], tmp_path: Path) -> None:
     draw = results["draw"]
     assert draw["problems"] == [], draw
     assert any(line.startswith("Frames: 1-1") for line in draw["sidebar"]), draw["sidebar"]
+    assert {"<framefarm.open_job_page>", "Job 7: shot"} <= set(draw["sidebar"])
 
     for step, words in (("bad_key", "API key"), ("unreachable", "cannot reach the manager")):
         outcome = results[step]
@@ -146,6 +147,9 @@ def check_submissions(results: dict[str, dict], tmp_path: Path) -> None:
     if internet is not None:
         assert internet["online_access"] is False  # background mode
         assert "Allow Online Access" in internet["error"], internet
+    assert results["check_files"]["outcome"] == ["FINISHED"]
+    (warning,) = results["check_files_warnings"]["warnings"]
+    assert warning.startswith("image 'paint.png'") and warning.endswith("not found")
     missing = results["texture_missing"]
     assert missing["outcome"] == ["FINISHED"], missing
     assert any("paint.png" in warning for warning in missing["warnings"]), missing
