@@ -23,6 +23,8 @@ def get_web_user(request: Request, session: SessionDep, credentials: Credentials
     try:
         return get_current_user(request, session, credentials)
     except Unauthorized as exc:
+        if credentials is not None:
+            raise  # a script with a wrong key wants the 401, not the sign-in page
         raise SignInRequired(request.url.path) from exc
 
 

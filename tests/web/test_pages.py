@@ -6,10 +6,16 @@ import io
 import re
 import zipfile
 
+import pytest
+from sqlmodel import select
+
 from manager.auth.providers import save_oidc_provider
 from manager.farm_settings import set_setting
-from manager.models import Job
+from manager.models import ApiKey, Job, Runner, User
 from tests.web.conftest import WebFarm
+
+# The pages' reads are plain selects; the event stream, whose queries differ, runs on both.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def test_signed_out_pages_send_to_sign_in_and_htmx_gets_a_full_redirect(web_farm: WebFarm):
@@ -197,3 +203,47 @@ def test_admins_choose_between_their_jobs_and_everyones(web_farm: WebFarm, rende
     assert "shot 010" not in failed_only.text
     artist = web_farm.client.get("/jobs?scope=all", headers=web_farm.as_key(web_farm.artist_key))
     assert "Owner</th>" not in artist.text  # not an admin: only their own jobs, no owners
+
+
+def test_admins_run_runners_users_and_keys_from_the_pages(web_farm: WebFarm, rendering_job: int):
+    admin = web_farm.as_key(web_farm.admin_key)
+    with web_farm.session() as session:
+        runner = session.exec(select(Runner).where(Runner.name == "node-01")).one()
+        artist = session.exec(select(User).where(User.email == "artist@example.com")).one()
+        key = session.exec(select(ApiKey).where(ApiKey.name == "u")).one()
+    disabled = web_farm.client.post(f"/runners/{runner.id}/disable", headers=admin)
+    assert "finishes its current task" in disabled.text
+    assert "disabled" in web_farm.client.get("/runners/rows", headers=admin).text
+    form = web_farm.client.get(f"/runners/{runner.id}/tags", headers=admin)
+    assert 'value="gpu"' in form.text
+    tagged = web_farm.client.post(
+        f"/runners/{runner.id}/tags", data={"tags": "gpu, studio-a,  ,gpu"}, headers=admin
+    )
+    assert "node-01 now has gpu, studio-a." in tagged.text
+    made = web_farm.client.post(
+        f"/admin/users/{artist.id}/admin", data={"make": "true"}, headers=admin
+    )
+    assert "artist@example.com is now an admin." in made.text
+    revoked = web_farm.client.post(f"/admin/keys/{key.id}/revoke", headers=admin)
+    assert "is revoked" in revoked.text
+    with web_farm.session() as session:
+        runner_after = session.get(Runner, runner.id)
+        assert runner_after is not None
+        assert runner_after.enabled is False and runner_after.tags == ["gpu", "studio-a"]
+        artist_after = session.get(User, artist.id)
+        assert artist_after is not None and artist_after.is_admin
+        key_after = session.get(ApiKey, key.id)
+        assert key_after is not None and key_after.revoked_at is not None
+    gone = web_farm.client.get("/jobs", headers=web_farm.as_key(web_farm.artist_key))
+    assert gone.status_code == 401 and gone.json()["code"] == "invalid_api_key"
+
+
+def test_a_file_that_is_not_a_blend_says_so_before_submitting(web_farm: WebFarm):
+    answer = web_farm.client.post(
+        "/jobs/new/inspect",
+        files={"file": ("notes.blend", b"not a blend at all")},
+        headers=web_farm.as_key(web_farm.artist_key),
+    )
+    assert answer.status_code == 200
+    assert "could not be read" in answer.text
+    assert 'data-job-type="simple-blender-render"' in answer.text  # the form is still there
