@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import traceback
 import types
 
@@ -129,6 +130,19 @@ def modal_steps(addon):
     )
 
 
+def timer_refresh(addon):
+    """Call the "My jobs" timer as Blender would, with the panel just drawn."""
+    state = addon.preferences.state()
+    state.recent_jobs, state.jobs_fetched_at = [], 0.0
+    state.jobs_panel_seen_at = time.monotonic()
+    interval = addon.blender_ui.refresh_recent_jobs()
+    if state._jobs_thread is not None:
+        state._jobs_thread.join(30)
+    fetched = len(state.recent_jobs)
+    addon.blender_ui.refresh_recent_jobs()  # redraws once for the new list
+    result("timer", interval=interval, fetched=fetched, updated_after=state.jobs_updated)
+
+
 def file_sha(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -190,6 +204,7 @@ def main():
         **call(bpy.ops.framefarm.refresh_jobs),
         jobs=[[j["id"], j["status"]] for j in addon.preferences.state().recent_jobs],
     )
+    timer_refresh(addon)
     addon.preferences.state().last_job = {"id": 7, "name": "shot"}
     addon.preferences.state().last_job_url = CONFIG["manager_url"] + "/jobs/7"
     result("draw", **draw_recorder.draw_everything(addon, prefs))

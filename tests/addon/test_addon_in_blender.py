@@ -133,6 +133,9 @@ def check_submissions(results: dict[str, dict], tmp_path: Path) -> None:
     listed = [job_id for job_id, _ in results["jobs"]["jobs"]]
     assert results["jobs"]["outcome"] == ["FINISHED"] and dirty["job_id"] in listed
 
+    timer = results["timer"]
+    assert timer["fetched"] >= 5 and timer["interval"] > 0 and timer["updated_after"] is False
+
     draw = results["draw"]
     assert draw["problems"] == [], draw
     assert any(line.startswith("Frames: 1-1") for line in draw["sidebar"]), draw["sidebar"]
