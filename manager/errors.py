@@ -9,10 +9,13 @@ FarmError
 ├── PayloadTooLarge     413
 ├── InvalidInput        422
 └── ServiceBusy         503 (with Retry-After)
+
+A full disk (OSError ENOSPC or EDQUOT, wherever it strikes) answers 507 ``storage_full``.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from fastapi import FastAPI, Request
@@ -75,6 +78,15 @@ class ServiceBusy(FarmError):
     code = "busy"
 
 
+STORAGE_FULL_MESSAGE = (
+    "the manager's storage is full, so nothing of this request was kept; "
+    "free space on it (or raise its quota) and send it again"
+)
+STORAGE_RETRY_AFTER = "30"
+BODY_PARSE_FAILURE = "There was an error parsing the body"
+"""FastAPI's words for a body it could not decode at all (not UTF-8, a broken form)."""
+
+
 def error_response(status_code: int, code: str, message: str, **headers: str) -> JSONResponse:
     return JSONResponse(
         {"code": code, "message": message}, status_code=status_code, headers=headers
@@ -109,6 +121,18 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": "1"} if isinstance(exc, ServiceBusy) else {}
         return error_response(exc.status_code, exc.code, exc.message, **headers)
 
+    @app.exception_handler(OSError)
+    async def os_error(_: Request, exc: OSError) -> JSONResponse:
+        # A full disk can strike any write (an upload, an output, a job folder); the
+        # writers clean their temp files up, so what the client needs is the cause.
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.error("storage full: %s", exc)
+            return error_response(
+                507, "storage_full", STORAGE_FULL_MESSAGE, **{"Retry-After": STORAGE_RETRY_AFTER}
+            )
+        log.exception("file system error")
+        return error_response(500, "file_system_error", "a file operation failed; see the log")
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, "invalid_input", _describe_validation(exc))
@@ -116,7 +140,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail), **(exc.headers or {}))
+        message = str(exc.detail)
+        if message == BODY_PARSE_FAILURE:
+            message = "the request body could not be read: send UTF-8 JSON (or a form for uploads)"
+        return error_response(exc.status_code, code, message, **(exc.headers or {}))
 
     @app.exception_handler(OperationalError)
     async def database_busy(_: Request, exc: OperationalError) -> JSONResponse:
