@@ -212,7 +212,7 @@ def preview(
 def frames_zip(
     job_id: int, user: WebUser, session: SessionDep, storage: StorageDep
 ) -> StreamingResponse:
-    """Every EXR of the job in one zip, streamed as it is written."""
+    """Every EXR frame of the job in one zip, streamed as it is written (videos stay out)."""
     job = get_job_for(session, job_id, user)
     outputs = session.exec(
         select(Output).where(Output.job_id == job_id).order_by(col(Output.name))
@@ -220,7 +220,7 @@ def frames_zip(
     members = [
         (o.name, storage.output_path(job_id, o.name))
         for o in outputs
-        if storage.output_path(job_id, o.name).is_file()
+        if o.name.lower().endswith(".exr") and storage.output_path(job_id, o.name).is_file()
     ]
     filename = f"job-{job_id}-{safe_filename(job.name)}.zip"
     return StreamingResponse(

@@ -1,25 +1,37 @@
-"""The sign-in page: the password form (when local accounts are on) and one button per provider."""
+"""The sign-in page: the password form (when local accounts are on) and one button per provider.
+
+The form posts to ``/signin``, which signs in through the same code as ``POST
+/api/auth/login`` (rate limits, session and CSRF cookies) and then sends the browser on; it
+works before, or without, any script on the page.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
 from manager.auth.providers import configured_providers
+from manager.auth.schemas import LoginRequest
 from manager.auth.settings import localauth_enabled, registration_open
 from manager.deps import SessionDep
+from manager.errors import FarmError
+from manager.routers.auth import login
 from manager.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 
 
 def _safe_next(path: str) -> str:
+    """Only a path on this farm: an open redirect would help phishing."""
     return path if path.startswith("/") and not path.startswith("//") and "\\" not in path else "/"
 
 
-@router.get("/signin", response_class=HTMLResponse)
-def signin_page(request: Request, session: SessionDep, next: str = "/jobs") -> HTMLResponse:
-    target = _safe_next(next)
+def _page(
+    request: Request, session: SessionDep, target: str, *, email: str = "", error: str = ""
+) -> HTMLResponse:
     providers = [
         {
             "label": p.label,
@@ -27,13 +39,41 @@ def signin_page(request: Request, session: SessionDep, next: str = "/jobs") -> H
         }
         for p in configured_providers(session).values()
     ]
-    return render(
-        request,
-        "signin.html",
-        {
-            "next": target,
-            "localauth": localauth_enabled(session),
-            "registration": registration_open(session),
-            "providers": providers,
-        },
-    )
+    context = {
+        "next": target,
+        "localauth": localauth_enabled(session),
+        "registration": registration_open(session),
+        "providers": providers,
+        "email": email,
+        "error": error,
+    }
+    return render(request, "signin.html", context, status_code=401 if error else 200)
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_page(request: Request, session: SessionDep, next: str = "/jobs") -> HTMLResponse:
+    return _page(request, session, _safe_next(next))
+
+
+@router.post("/signin", response_class=HTMLResponse)
+def signin_form(
+    request: Request,
+    session: SessionDep,
+    email: Annotated[str, Form(max_length=320)],
+    password: Annotated[str, Form(max_length=1024)],
+    next: Annotated[str, Form(max_length=2000)] = "/jobs",
+) -> Response:
+    target = _safe_next(next)
+    onward = RedirectResponse(target, status_code=303)
+    try:
+        credentials = LoginRequest(email=email, password=password)
+    except ValidationError:
+        return _page(request, session, target, email=email, error="Enter your email address.")
+    try:
+        login(credentials, request, onward, session)  # sets the cookies on ``onward``
+    except FarmError as exc:
+        session.rollback()
+        answer = _page(request, session, target, email=email, error=exc.message.capitalize())
+        answer.status_code = exc.status_code
+        return answer
+    return onward

@@ -88,6 +88,7 @@ def test_render_wrangling_in_the_browser(
     expect(page.get_by_role("textbox", name="Frames", exact=True)).to_have_value("1-4")
     page.get_by_label("Job name").fill("browser shot")
     page.get_by_role("spinbutton", name="Chunk size").fill("2")
+    page.get_by_role("combobox", name="Deliverable").select_option("EXR_264_MP4")
     page.screenshot(path=screenshots / "02-submit.png", full_page=True)
     page.get_by_role("button", name="Submit job").click()
     expect(page).to_have_url(re.compile(rf"{url}/jobs/\d+$"), timeout=20_000)
@@ -108,6 +109,11 @@ def test_render_wrangling_in_the_browser(
     preview = page.locator("img#preview")
     expect(preview).to_be_visible()
     assert preview.evaluate("img => img.complete && img.naturalWidth") == 64
+    # the encode uploaded an HDR video and an SDR preview, which plays in the page
+    video = page.locator("video")
+    expect(video).to_have_count(1)
+    video.evaluate("v => v.load()")
+    page.wait_for_function("document.querySelector('video').videoWidth === 64", timeout=10_000)
     page.screenshot(path=screenshots / "03-job-completed.png", full_page=True)
 
     # one EXR, then every frame as a zip

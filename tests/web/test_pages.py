@@ -9,9 +9,11 @@ import zipfile
 import pytest
 from sqlmodel import select
 
+from manager.auth.passwords import set_password
 from manager.auth.providers import save_oidc_provider
 from manager.farm_settings import set_setting
 from manager.models import ApiKey, Job, Runner, User
+from manager.users import get_user_by_email
 from tests.web.conftest import WebFarm
 
 # The pages' reads are plain selects; the event stream, whose queries differ, runs on both.
@@ -34,7 +36,7 @@ def test_signed_out_pages_send_to_sign_in_and_htmx_gets_a_full_redirect(web_farm
         session.commit()
     signin = web_farm.client.get("/signin?next=//evil.example/")
     assert signin.status_code == 200
-    assert 'id="signin-form" data-next="/"' in signin.text  # only paths on this farm
+    assert '<input type="hidden" name="next" value="/">' in signin.text  # only this farm's paths
 
 
 def test_jobs_list_shows_progress_eta_and_runners(web_farm: WebFarm, rendering_job: int):
@@ -247,3 +249,26 @@ def test_a_file_that_is_not_a_blend_says_so_before_submitting(web_farm: WebFarm)
     assert answer.status_code == 200
     assert "could not be read" in answer.text
     assert 'data-job-type="simple-blender-render"' in answer.text  # the form is still there
+
+
+def test_the_sign_in_form_works_without_scripts(web_farm: WebFarm, rendering_job: int):
+    with web_farm.session() as session:
+        set_setting(session, "localauth", "on")
+        set_password(session, get_user_by_email(session, "artist@example.com"), "a long password")
+        session.commit()
+    form = {"email": "artist@example.com", "password": "not the password", "next": "/jobs/1"}
+    wrong = web_farm.client.post("/signin", data=form, follow_redirects=False)
+    assert wrong.status_code == 401
+    assert "Wrong email or password" in wrong.text and 'value="artist@example.com"' in wrong.text
+    assert "framefarm_session" not in wrong.cookies
+    right = web_farm.client.post(
+        "/signin", data={**form, "password": "a long password"}, follow_redirects=False
+    )
+    assert right.status_code == 303 and right.headers["location"] == "/jobs/1"
+    page = web_farm.client.get(f"/jobs/{rendering_job}")  # the cookie the form set
+    assert page.status_code == 200 and "shot 010" in page.text
+    without_csrf = web_farm.client.post(f"/jobs/{rendering_job}/actions/pause")
+    assert without_csrf.status_code == 403 and without_csrf.json()["code"] == "csrf_failed"
+    csrf = {"X-CSRF-Token": web_farm.client.cookies["framefarm_csrf"]}
+    paused = web_farm.client.post(f"/jobs/{rendering_job}/actions/pause", headers=csrf)
+    assert paused.status_code == 200 and "Paused" in paused.text

@@ -53,27 +53,6 @@ async function errorMessage(response) {
   }
 }
 
-// Sign-in: the JSON API sets the session cookie; then on to where the user was going.
-function wireSignIn(form) {
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const error = document.getElementById("signin-error");
-    error.hidden = true;
-    const response = await fetch("/api/auth/login", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ email: form.email.value, password: form.password.value }),
-    });
-    if (response.ok) {
-      window.location.assign(form.dataset.next || "/jobs");
-      return;
-    }
-    error.textContent = await errorMessage(response);
-    error.hidden = false;
-    form.password.focus();
-  });
-}
-
 // Submit: the job type's fields become the settings JSON; the job goes to POST /api/jobs.
 function settingsOf(fieldset) {
   const settings = {};
@@ -136,8 +115,6 @@ function wireSubmit(form) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  const signIn = document.getElementById("signin-form");
-  if (signIn) wireSignIn(signIn);
   const submit = document.getElementById("submit-form");
   if (submit) wireSubmit(submit);
 });
