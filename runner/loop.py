@@ -28,6 +28,7 @@ log = logging.getLogger("framefarm.runner")
 CLAIM_WAIT = 30.0
 MAX_BACKOFF = 30.0
 DRAIN_ON_EXIT_S = 60.0
+LEFTOVER_WAIT_S = 30.0
 
 
 def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = MAX_BACKOFF) -> float:
@@ -99,6 +100,7 @@ class Runner:
 
     def run(self, *, max_tasks: int | None = None) -> None:
         self.board.set_state("registering")
+        self._send_leftover_reports()
         self.register()
         self.reports.start()
         threading.Thread(target=self._heartbeat_forever, name="heartbeat", daemon=True).start()
@@ -121,6 +123,19 @@ class Runner:
         self.reports.close()
         self.board.set_state("stopped")
         log.info("runner %s stopped", self.name)
+
+    def _send_leftover_reports(self) -> None:
+        """Reports a previous run left (a crash, a manager that stayed away) go out before
+        registering again: registering hands back every task the manager thinks is ours,
+        and a finished one would then be rendered twice."""
+        previous = self.reports.previous_runner(self.client.base_url)
+        if not self.reports.pending() or previous is None:
+            return
+        log.info("sending %d reports left from the last run", self.reports.pending())
+        self.client.runner_id = previous
+        self.reports.start()
+        if not self.reports.wait_empty(LEFTOVER_WAIT_S, stop=self.stop.finish):
+            log.warning("%d old reports still waiting; registering anyway", self.reports.pending())
 
     def _take_turn(self, max_tasks: int | None) -> bool:
         with self._done_lock:
@@ -198,6 +213,7 @@ class Runner:
                 log.warning("%s; retrying in %.1f s", exc, delay)
                 self._sleep(delay)
         self.heartbeat_interval = float(reply["heartbeat_interval"])
+        self.reports.remember_runner(int(reply["id"]), self.client.base_url)
         log.info(
             "registered as %s (id %s) with %s: Blender %s, devices %s, FFmpeg %s, can %s",
             self.name,

@@ -56,8 +56,23 @@ class ReportQueue:
         return len(self._items())
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._deliver_forever, name="reports", daemon=True)
-        self._thread.start()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._deliver_forever, name="reports", daemon=True
+            )
+            self._thread.start()
+
+    def remember_runner(self, runner_id: int, manager: str) -> None:
+        """Note who the reports are from, so that a restarted runner can send leftovers."""
+        record = self.folder / "runner"
+        record.write_text(json.dumps({"runner_id": runner_id, "manager": manager}))
+
+    def previous_runner(self, manager: str) -> int | None:
+        try:
+            record = json.loads((self.folder / "runner").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return int(record["runner_id"]) if record.get("manager") == manager else None
 
     def close(self) -> None:
         with self._cond:
