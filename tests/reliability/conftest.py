@@ -1,4 +1,4 @@
-"""A real manager process shared by a module's tests, with users, keys and one job in it."""
+"""A real manager process shared by a module's tests, and the manager tests' in-process farm."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from manager.db import make_engine, migrate, session_scope
 from manager.settings import database_url
 from manager.users import create_user
 from shared.wire import ApiKeyScope
+from tests.manager.conftest import farm, manager_settings  # noqa: F401 - shared fixtures
 
 
 @dataclass

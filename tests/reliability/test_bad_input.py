@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from manager.db import make_engine, session_scope
 from manager.models import Blob, Job
-from tests.manager.conftest import Farm, farm, manager_settings  # noqa: F401
+from tests.manager.conftest import Farm
 from tests.manager.test_jobs_api import assert_error
 from tests.reliability.conftest import ServedManager
 

@@ -16,7 +16,7 @@ import pytest
 
 from manager.models import Blob
 from manager.settings import ManagerSettings
-from tests.manager.conftest import Farm, farm  # noqa: F401
+from tests.manager.conftest import Farm
 from tests.reliability.test_bad_input import rows
 
 
