@@ -69,6 +69,13 @@ def test_each_job_renders_on_the_blender_its_scene_was_saved_with(
     assert rendered_by[str(task_of[new["id"]])] == "5.0.1"
     assert rendered_by[str(task_of[old["id"]])] == "3.4.1"
     assert log.count("downloading Blender 3.4.1") == 1
+    # Two slots: the second task started before the first one ended.
+    lines = log.splitlines()
+    started = [
+        i for i, line in enumerate(lines) if re.search(r"task \d+ \(render-1,2\) of job", line)
+    ]
+    first_done = next(i for i, line in enumerate(lines) if re.search(r"task \d+ completed", line))
+    assert len(started) == 2 and max(started) < first_done, log
     unpacked = farm.root / "runner-node-1" / "blender-versions" / sha[:16] / "blender"
     assert unpacked.is_file()
 
