@@ -18,6 +18,7 @@ from runner.client import ManagerClient
 from runner.devices import DeviceChoice
 from runner.errors import RunnerError
 from runner.progress import TaskProgress
+from runner.renderer import ProcessRenderer, Renderer
 from runner.versions import BlenderShelf
 from runner.workspace import Workspace
 
@@ -75,6 +76,10 @@ class TaskContext:
         if self.backend is None:
             raise CommandFailed("this runner has no Blender")
         return self.backend
+
+    def renderer_for_job(self) -> Renderer:
+        """How this task's frames get rendered: today one Blender process per task."""
+        return ProcessRenderer(self.blender_for_job())
 
     def out_dir(self) -> Path:
         if self._out is None:

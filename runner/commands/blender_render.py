@@ -6,27 +6,28 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from runner.blender import RenderEvent, blender_env, build_render_argv, check_render, run_render
+from runner.blender import RenderEvent, check_render
 from runner.commands import TaskContext, command, param
+from runner.renderer import RenderRequest
 
 log = logging.getLogger("framefarm.runner")
 
 
 @command("blender-render")
 def blender_render(ctx: TaskContext, parameters: dict[str, Any]) -> None:
-    backend = ctx.blender_for_job()
+    renderer = ctx.renderer_for_job()
     frames = [int(f) for f in param(parameters, "frames", list, command_name="blender-render")]
     blend = param(parameters, "blend_file", str, command_name="blender-render")
     files = ctx.files_dir()
-    argv = build_render_argv(
-        backend,
+    request = RenderRequest(
         blend_file=files / blend,
         output_dir=ctx.out_dir(),
         frames=frames,
         scene=parameters.get("scene"),
+        device=ctx.device,
         threads=ctx.threads,
-        device=ctx.device.device_type,
-        device_ids=ctx.device.ids,
+        files_dir=files,
+        blender_home=ctx.workspace.blender_home,
     )
 
     def on_event(event: RenderEvent) -> None:
@@ -48,14 +49,10 @@ def blender_render(ctx: TaskContext, parameters: dict[str, Any]) -> None:
         elif event.name == "error":
             log.error("Blender: %s", event.data.get("message"))
 
-    ctx.progress.send(activity=f"rendering frames {ctx.task['name']} with {backend.label}")
-    result = run_render(
-        argv,
-        env=blender_env(ctx.workspace.blender_home),
-        on_event=on_event,
-        on_output_line=ctx.progress.log_line,
-        stop=ctx.stop,
-        cwd=files,
+    label = renderer.backend.label
+    ctx.progress.send(activity=f"rendering frames {ctx.task['name']} with {label}")
+    result = renderer.render(
+        request, on_event=on_event, on_output_line=ctx.progress.log_line, stop=ctx.stop
     )
     if ctx.stop.is_set():
         return  # the task loop reports why it stopped
