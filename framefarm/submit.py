@@ -31,11 +31,65 @@ def _check(response: httpx.Response) -> httpx.Response:
     return response
 
 
+RETRY_STATUSES = (503, 507)
+"""Busy database, full storage: the manager kept nothing, so sending again is safe."""
+
+
+class RetryingTransport(httpx.BaseTransport):
+    """Sends a request again, after the manager's ``Retry-After``, while it answers 503 or 507.
+
+    Gives up (returning the last answer) once ``give_up_after`` seconds have passed. Request
+    bodies are re-read from the start, which httpx does for files and in-memory content.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        *,
+        give_up_after: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        on_retry: Callable[[httpx.Response, float], None] | None = None,
+    ) -> None:
+        self.inner, self.give_up_after = inner, give_up_after
+        self.sleep, self.clock, self.on_retry = sleep, clock, on_retry
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = self.clock() + self.give_up_after
+        while True:
+            response = self.inner.handle_request(request)
+            if response.status_code not in RETRY_STATUSES:
+                return response
+            delay = _retry_after(response)
+            if self.clock() + delay > deadline:
+                return response
+            response.read()
+            response.close()
+            if self.on_retry is not None:
+                self.on_retry(response, delay)
+            self.sleep(delay)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(max(float(response.headers.get("Retry-After", "1")), 0.1), 60.0)
+    except ValueError:
+        return 1.0
+
+
+def _say_retrying(response: httpx.Response, delay: float) -> None:
+    print(f"  manager answered {response.status_code}; retrying in {delay:g} s", file=sys.stderr)
+
+
 def make_client(manager: str, api_key: str) -> httpx.Client:
     return httpx.Client(
         base_url=manager.rstrip("/"),
         headers={"Authorization": f"Bearer {api_key}"},
         timeout=httpx.Timeout(600.0, connect=10.0),
+        transport=RetryingTransport(httpx.HTTPTransport(), on_retry=_say_retrying),
     )
 
 
