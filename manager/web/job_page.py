@@ -67,13 +67,16 @@ def job_page(
 
 
 def followed_log(session: Session, storage: Storage, job: Job) -> dict[str, object]:
-    """The log the job page follows: the running task's, else the last one that started."""
+    """The log the job page follows: the running task's, else the newest one written."""
     tasks = session.exec(
         select(Task).where(Task.job_id == job.id).order_by(col(Task.task_order))
     ).all()
     running = [t for t in tasks if t.status == TaskStatus.ACTIVE]
     started = sorted((t for t in tasks if t.started_at), key=lambda t: t.started_at or 0)
-    task = running[0] if running else (started[-1] if started else None)
+    # once nothing runs, the newest log that says something (a quiet last task may have none)
+    logged = [t for t in started if storage.task_log_path(t.job_id, t.id or 0).is_file()]
+    candidates = running or logged[-1:] or started[-1:]
+    task = candidates[0] if candidates else None
     return {
         "task": task,
         "lines": log_tail(storage, job.id or 0, task.id or 0) if task else [],

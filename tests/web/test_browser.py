@@ -114,6 +114,10 @@ def test_render_wrangling_in_the_browser(
     expect(video).to_have_count(1)
     video.evaluate("v => v.load()")
     page.wait_for_function("document.querySelector('video').videoWidth === 64", timeout=10_000)
+    # the log of a render task, as the runner streamed it
+    page.get_by_role("button", name="Show the log of render-1,2").click()
+    expect(page.locator("#log-title")).to_contain_text("render-1,2")
+    expect(page.locator("pre.log")).not_to_be_empty()
     page.screenshot(path=screenshots / "03-job-completed.png", full_page=True)
 
     # one EXR, then every frame as a zip
