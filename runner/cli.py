@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ from runner.blender import (
 )
 from runner.board import RunnerBoard
 from runner.client import ManagerClient
-from runner.console import LiveConsole, setup_logging, wants_live_console
-from runner.devices import choose_device, probe_devices, split_for_slots
+from runner.console import LiveConsole, draw_board, setup_logging, wants_live_console
+from runner.devices import DeviceUnavailable, choose_device, probe_devices, split_for_slots
 from runner.encode import EncodeError, probe_ffmpeg
 from runner.errors import RunnerError
 from runner.ffmpeg import supported_deliverables
@@ -66,7 +67,7 @@ def add_parser(subparsers: Any) -> None:
     add(
         "--blender",
         action="append",
-        default=[p for p in (env("blender") or "").split(os.pathsep) if p] or None,
+        default=None,  # FRAMEFARM_RUNNER_BLENDER is read in blender_paths: append would add
         help="a Blender executable, or a Python that can import bpy; repeat for several "
         "versions (default: bpy in this Python and 'blender' on PATH)",
     )
@@ -122,7 +123,12 @@ def choose_backend(path: str | None) -> BlenderBackend:
     return backends[0]
 
 
-def local_blenders(paths: list[str] | None) -> list[BlenderBackend]:
+def blender_paths(flags: list[str] | None) -> list[str]:
+    """The --blender flags, else FRAMEFARM_RUNNER_BLENDER (paths joined with ':')."""
+    return flags or [path for path in (env("blender") or "").split(os.pathsep) if path]
+
+
+def local_blenders(paths: list[str]) -> list[BlenderBackend]:
     return [detect_backend(path) for path in paths] if paths else find_backends()
 
 
@@ -158,13 +164,19 @@ def run(args: argparse.Namespace) -> int:
     if args.slots < 1:
         return _fail("--slots must be 1 or more")
     try:
-        local = local_blenders(args.blender)
+        local = local_blenders(blender_paths(args.blender))
         if not local:
             raise BlenderNotFound(
                 "no Blender found: install Blender (or 'pip install bpy==5.0.1') "
                 "or pass --blender PATH"
             )
-        devices = probe_devices(local[0])
+        try:
+            devices = probe_devices(local[0])
+        except DeviceUnavailable as exc:
+            if args.gpu:
+                raise
+            log.warning("%s; rendering on the CPU", exc)  # said, not silent
+            devices = []
         choice = choose_device(devices, force_cpu=args.force_cpu_rendering, gpu=args.gpu)
     except BlenderError as exc:
         return _fail(str(exc))
@@ -218,8 +230,13 @@ def run(args: argparse.Namespace) -> int:
         setup_logging(board, live=True, log_file=args.log_file)
     try:
         if live:
-            with LiveConsole(board, Console()):
-                runner.run(max_tasks=args.max_tasks)
+            console = Console()
+            try:
+                with LiveConsole(board, console):
+                    runner.run(max_tasks=args.max_tasks)
+            finally:
+                # The live screen goes with the alternate screen: leave the last state behind.
+                console.print(draw_board(board.snapshot(), time.time()))
         else:
             runner.run(max_tasks=args.max_tasks)
     except RunnerError as exc:
