@@ -111,12 +111,14 @@ def task_log(
     storage: StorageDep,
 ) -> HTMLResponse:
     """The last lines of a task's log."""
-    get_job_for(session, job_id, user)
+    job = get_job_for(session, job_id, user)
     task = session.get(Task, task_id)
     if task is None or task.job_id != job_id:
         raise NotFound(f"job {job_id} has no task {task_id}", code="task_not_found")
     lines = log_tail(storage, job_id, task_id)
-    context = {"task": task, "lines": lines, "job_id": job_id, "follow": False, "pinned": True}
+    # while the job runs, a way back to following whichever task runs now
+    pinned = job.status not in JOB_FINISHED
+    context = {"task": task, "lines": lines, "job_id": job_id, "follow": False, "pinned": pinned}
     return render(request, "_log.html", context)
 
 
