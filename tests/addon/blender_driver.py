@@ -105,6 +105,7 @@ def modal_steps(addon):
     """Step the modal operator with timer events to the end, then cancel one with ESC."""
     context, reports = bpy.context, []
     probe = modal_probe(addon, reports)
+    addon.operators.STEP_SECONDS = 0.0  # one step per tick, whatever this machine's speed
     probe.start(context)
     ticks, outcome = 0, {"PASS_THROUGH"}
     while outcome == {"PASS_THROUGH"} and ticks < 10_000:
