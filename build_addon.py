@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -70,7 +72,12 @@ def download_wheels(cache: Path) -> list[Path]:
     for pattern, args in wanted:
         found = sorted(cache.glob(pattern))
         if not found:
-            subprocess.run([*pip, "--quiet", "-d", str(cache), *args], check=True)
+            # Downloaded aside and moved in whole, so a build running at the same time never
+            # sees half a wheel.
+            with tempfile.TemporaryDirectory(dir=cache) as download:
+                subprocess.run([*pip, "--quiet", "-d", download, *args], check=True)
+                for wheel in Path(download).glob(pattern):
+                    os.replace(wheel, cache / wheel.name)
             found = sorted(cache.glob(pattern))
         if not found:
             raise SystemExit(f"pip did not download {args[-1]} ({pattern}) into {cache}")
