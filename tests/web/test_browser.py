@@ -25,6 +25,7 @@ from manager.settings import database_url
 from manager.users import create_user, get_user_by_email
 from runner.blender import BlenderBackend
 from tests.e2e.conftest import LiveFarm
+from tests.web.contrast import low_contrast
 
 pytestmark = [pytest.mark.e2e, pytest.mark.blender]
 
@@ -90,6 +91,7 @@ def test_render_wrangling_in_the_browser(
     page.get_by_role("spinbutton", name="Chunk size").fill("2")
     page.get_by_role("combobox", name="Deliverable").select_option("EXR_264_MP4")
     page.screenshot(path=screenshots / "02-submit.png", full_page=True)
+    assert not low_contrast(page), low_contrast(page)
     page.get_by_role("button", name="Submit job").click()
     expect(page).to_have_url(re.compile(rf"{url}/jobs/\d+$"), timeout=20_000)
     job_id = int(page.url.rsplit("/", 1)[1])
@@ -119,6 +121,7 @@ def test_render_wrangling_in_the_browser(
     expect(page.locator("#log-title")).to_contain_text("render-1,2")
     expect(page.locator("pre.log")).not_to_be_empty()
     page.screenshot(path=screenshots / "03-job-completed.png", full_page=True)
+    assert not low_contrast(page), low_contrast(page)
 
     # one EXR, then every frame as a zip
     with page.expect_download() as exr_download:
@@ -153,14 +156,17 @@ def test_render_wrangling_in_the_browser(
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Jobs", exact=True)).to_be_focused()
     page.screenshot(path=screenshots / "04-jobs.png", full_page=True)
+    assert not low_contrast(page), low_contrast(page)
     page.get_by_role("link", name="waits for a gpu").click()
     page.get_by_role("button", name="Cancel job").click()
     expect(page.locator("#job-status")).to_have_text("canceled", timeout=5000)
     expect(page.locator("#flash")).to_contain_text("Canceled")
     page.screenshot(path=screenshots / "05-job-canceled.png", full_page=True)
+    assert not low_contrast(page), low_contrast(page)
     page.get_by_role("link", name="Runners").click()
     expect(page.locator("#runner-rows")).to_contain_text("node-web")
     page.screenshot(path=screenshots / "06-runners.png", full_page=True)
+    assert not low_contrast(page), low_contrast(page)
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(f"{url}/signin")
 
@@ -168,6 +174,7 @@ def test_render_wrangling_in_the_browser(
     sign_in(page, url, ADMIN)
     page.get_by_role("link", name="Admin").click()
     page.screenshot(path=screenshots / "07-admin-users.png", full_page=True)
+    assert not low_contrast(page), low_contrast(page)
     page.get_by_role("link", name="API keys").click()
     page.get_by_label("Name").fill("wrangler laptop")
     page.get_by_role("button", name="Create key").click()
@@ -175,6 +182,7 @@ def test_render_wrangling_in_the_browser(
     expect(secret).to_contain_text("ff_")
     expect(page.locator("#key-rows")).to_contain_text("wrangler laptop")
     page.screenshot(path=screenshots / "08-admin-key-created.png", full_page=True)
+    assert not low_contrast(page), low_contrast(page)
     me = httpx.get(
         f"{url}/api/auth/me", headers={"Authorization": f"Bearer {secret.inner_text().strip()}"}
     )
@@ -183,4 +191,5 @@ def test_render_wrangling_in_the_browser(
     expect(page.locator("#new-key-secret")).to_have_count(0)  # shown once
     page.get_by_role("link", name="Settings").click()
     page.screenshot(path=screenshots / "09-admin-settings.png", full_page=True)
+    assert not low_contrast(page), low_contrast(page)
     context.close()
