@@ -65,7 +65,9 @@ def bare_argv(settings: EncodeSettings, pass_number: int) -> list[str]:
     return argv[: index - 1] + argv[index + 2 :]  # drops -nostats -progress pipe:1
 
 
-def time_bare(frames_dir: Path, deliverable: Deliverable, size: tuple[int, int], out: Path) -> float:
+def time_bare(
+    frames_dir: Path, deliverable: Deliverable, size: tuple[int, int], out: Path
+) -> float:
     settings = EncodeSettings(
         deliverable=deliverable,
         frames_dir=frames_dir,
@@ -107,15 +109,13 @@ def main() -> None:
             bare, ours = [], []
             for repeat in range(args.repeats):
                 out = root / f"{deliverable}-{repeat}"
-                runs = [
-                    lambda: bare.append(
-                        time_bare(root / "frames", deliverable, (width, height), out / "bare.v")
-                    ),
-                    lambda: ours.append(time_ours(paths, deliverable, out / "ours.v", out)),
-                ]
                 out.mkdir()
-                for run in runs if repeat % 2 == 0 else reversed(runs):
-                    run()
+                for which in ("bare", "ours") if repeat % 2 == 0 else ("ours", "bare"):
+                    if which == "bare":
+                        size = (width, height)
+                        bare.append(time_bare(root / "frames", deliverable, size, out / "bare.v"))
+                    else:
+                        ours.append(time_ours(paths, deliverable, out / "ours.v", out))
             b, o = statistics.median(bare), statistics.median(ours)
             console.log(f"{deliverable}: bare {bare}, ours {ours}")
             table.add_row(str(deliverable), f"{b:.2f} s", f"{o:.2f} s", f"{o / b:.3f}")
