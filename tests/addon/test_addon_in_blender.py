@@ -83,6 +83,7 @@ def run_driver(farm: LiveFarm, tmp_path: Path, kind: str, zip_path: Path) -> dic
         timeout=480,  # generous: a busy 2-core machine
         stdin=subprocess.DEVNULL,
     )
+    (tmp_path / "driver.log").write_text(done.stdout + "\n--- stderr\n" + done.stderr)
     results = {}
     for line in done.stdout.splitlines():
         if line.startswith("@result "):
