@@ -30,6 +30,11 @@ class Manager:
     user_key: str
     process: subprocess.Popen[bytes]
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the manager process has used so far (Linux)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def free_port() -> int:
     with socket.socket() as sock:

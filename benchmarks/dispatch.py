@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -41,19 +42,16 @@ def create_chained_jobs(db_url: str, jobs: int, tasks: int) -> None:
             )
             session.add(job)
             session.flush()
-            previous = None
-            for order in range(tasks):
-                task = Task(
-                    job_id=job.id,
-                    name=f"step-{order + 1}",
-                    type=TaskType.MISC,
-                    task_order=order,
-                )
-                session.add(task)
-                session.flush()
-                if previous is not None:
-                    session.add(TaskDependency(task_id=task.id, depends_on_id=previous.id))
-                previous = task
+            chain = [
+                Task(job_id=job.id, name=f"step-{order + 1}", type=TaskType.MISC, task_order=order)
+                for order in range(tasks)
+            ]
+            session.add_all(chain)
+            session.flush()
+            session.add_all(
+                TaskDependency(task_id=task.id, depends_on_id=previous.id)
+                for previous, task in zip(chain, chain[1:], strict=False)
+            )
         session.commit()
     engine.dispose()
 
@@ -94,7 +92,8 @@ async def simulate(url: str, key: str, runners: int, total: int, work_s: float) 
                 last_claim = now
                 await asyncio.sleep(work_s)
                 finish = await client.post(f"/api/runner/{runner_id}/tasks/{task['id']}/complete")
-                finish.raise_for_status()
+                if finish.status_code != 204:
+                    raise RuntimeError(f"completing task {task['id']}: {finish.text}")
                 ready_at[(job_id, step + 1)] = time.perf_counter()
                 if claimed >= total:
                     done.set()
@@ -134,12 +133,16 @@ def main() -> None:
     ):
         create_chained_jobs(manager.db_url, args.jobs, args.tasks)
         total = args.jobs * args.tasks
+        load_before, cpu_before = os.getloadavg()[0], manager.cpu_seconds()
         result = asyncio.run(
             simulate(manager.url, manager.runner_key, args.runners, total, args.work_ms / 1000)
         )
+        cpu = manager.cpu_seconds() - cpu_before
+        load_after = os.getloadavg()[0]
     latencies = [s * 1000 for s in result["latencies"]]
     table = Table(title=f"dispatch: {args.runners} runners, {total} tasks ({args.jobs} chains)")
-    for column in ("database", "claims/s", "dispatch p50 ms", "p99 ms", "max ms", "samples"):
+    columns = ("database", "claims/s", "dispatch p50 ms", "p99 ms", "max ms", "samples")
+    for column in (*columns, "manager CPU ms/claim"):
         table.add_column(column, justify="right")
     table.add_row(
         "PostgreSQL" if args.db and args.db.startswith("postgresql") else "SQLite",
@@ -148,8 +151,11 @@ def main() -> None:
         f"{percentile(latencies, 99):.1f}",
         f"{max(latencies):.1f}",
         str(len(latencies)),
+        f"{cpu * 1000 / result['claims']:.2f}",
     )
     console.print(table)
+    # Other work on the machine shares its cores with the manager and the runners.
+    console.print(f"load average (1 min) before {load_before:.1f}, after {load_after:.1f}")
 
 
 if __name__ == "__main__":

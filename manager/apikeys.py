@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import Engine, event, update
 from sqlmodel import Session, col, select
 
 from manager.errors import NotFound
@@ -68,12 +72,83 @@ def find_api_key(session: Session, key: str) -> ApiKey | None:
 
 def touch_api_key(session: Session, record: ApiKey) -> None:
     """Record the last use, at most once a minute per key to spare the database."""
-    now = utcnow()
-    if record.last_used_at is None or (now - record.last_used_at).total_seconds() > 60:
+    if last_use_is_stale(record):
         session.commit()  # end the read, so that the write starts a transaction of its own
-        record.last_used_at = now
+        record.last_used_at = utcnow()
         session.add(record)
         session.commit()
+
+
+KEY_CACHE_SECONDS = 5.0
+"""How long a valid key is trusted without the database: the bound on how late a revocation
+made by another process (the ``config`` command, another manager) takes effect here."""
+
+_revocations = 0
+"""Revocations made in this process; any bump empties every cache, so they act at once."""
+
+
+class ApiKeyCache:
+    """Valid keys, remembered for a few seconds so that runners' frequent calls skip the look-up.
+
+    Only keys found live are remembered; an unknown or revoked key is looked up every time.
+    """
+
+    def __init__(
+        self, ttl: float = KEY_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[float, ApiKey]] = {}
+        self._revocations = _revocations
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> ApiKey | None:
+        with self._lock:
+            if self._revocations != _revocations:
+                self._entries.clear()
+                self._revocations = _revocations
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if self._clock() >= entry[0]:
+                del self._entries[key]
+                return None
+            return entry[1]
+
+    def put(self, key: str, record: ApiKey) -> None:
+        with self._lock:
+            if len(self._entries) > 10_000:  # a farm has a handful of keys; never grow unbounded
+                self._entries.clear()
+            self._entries[key] = (self._clock() + self.ttl, record)
+
+
+def look_up_api_key(
+    engine: Engine, write_engine: Engine, key: str, cache: ApiKeyCache
+) -> ApiKey | None:
+    """``find_api_key`` through ``cache``, recording the last use as ``touch_api_key`` does."""
+    record = cache.get(key)
+    if record is None:
+        with Session(engine, expire_on_commit=False) as session:
+            record = find_api_key(session, key)
+        if record is None:
+            return None
+        cache.put(key, record)
+    if last_use_is_stale(record):
+        now = record.last_used_at = utcnow()  # the cached record too: one request writes
+        with write_engine.begin() as conn:
+            conn.execute(update(ApiKey).where(col(ApiKey.id) == record.id).values(last_used_at=now))
+    return record
+
+
+def last_use_is_stale(record: ApiKey) -> bool:
+    """Whether the key's last use is worth writing down (at most once a minute per key)."""
+    last = record.last_used_at
+    return last is None or (utcnow() - last).total_seconds() > 60
+
+
+def _forget_cached_keys() -> None:
+    global _revocations
+    _revocations += 1
 
 
 def get_api_key(session: Session, key_id: int) -> ApiKey:
@@ -93,6 +168,9 @@ def list_api_keys(session: Session, *, user: User | None = None) -> list[ApiKey]
 
 def revoke_api_key(session: Session, record: ApiKey) -> ApiKey:
     """Stop the key working at once; the record stays, with when it was revoked."""
+    _forget_cached_keys()
+    # Again once committed: a request between now and the commit may have cached it anew.
+    event.listen(session, "after_commit", lambda _session: _forget_cached_keys(), once=True)
     if record.revoked_at is None:
         record.revoked_at = utcnow()
         session.add(record)

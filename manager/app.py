@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from manager import __version__
+from manager.apikeys import ApiKeyCache
 from manager.auth import install_auth
 from manager.db import BEGIN_MODE, is_sqlite, make_engine, migrate, session_scope
 from manager.errors import install_error_handlers
@@ -75,6 +76,7 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
         engine.execution_options(**{BEGIN_MODE: "IMMEDIATE"}) if is_sqlite(engine) else engine
     )
     app.state.storage = storage
+    app.state.api_key_cache = ApiKeyCache()
     app.state.work_signal = signal
     app.state.metrics = FarmMetrics(engine)
     app.state.job_types = JobTypes(settings.job_types_dir)

@@ -16,6 +16,8 @@ from manager.settings import ManagerSettings
 from manager.users import create_user, get_user_by_email
 from shared.wire import ApiKeyScope
 
+KEEP_ALIVE_SECONDS = 75
+
 SETTING_FLAGS = {
     "port": ("--port", int, "TCP port (FRAMEFARM_PORT, default 8080)"),
     "host": ("--host", str, "listen address (FRAMEFARM_HOST, default 0.0.0.0)"),
@@ -116,6 +118,14 @@ def serve(settings: ManagerSettings) -> int:
 
     app = create_app(settings)
     uvicorn.run(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=settings.verbose
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=settings.verbose,
+        # Longer than clients keep an idle connection (httpx: 5 s) and than proxies do (60 s):
+        # with equal timeouts a client may send a request on a connection the manager is
+        # closing at that very moment, and the runner sees a ReadError.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     return 0

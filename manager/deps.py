@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from manager.apikeys import find_api_key, touch_api_key
+from manager.apikeys import find_api_key, last_use_is_stale, look_up_api_key, touch_api_key
 from manager.auth.sessions import user_from_session
 from manager.errors import Forbidden, Unauthorized
 from manager.job_types import JobTypes
@@ -23,36 +24,37 @@ from shared.wire import ApiKeyScope
 bearer = HTTPBearer(auto_error=False, description="an API key: Authorization: Bearer ff_…")
 
 
-def get_settings(request: Request) -> ManagerSettings:
+async def get_settings(request: Request) -> ManagerSettings:
     settings: ManagerSettings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
 
 
-def get_job_types(request: Request) -> JobTypes:
+async def get_job_types(request: Request) -> JobTypes:
     job_types: JobTypes = request.app.state.job_types
     return job_types
 
 
-def get_work_signal(request: Request) -> WorkSignal:
+async def get_work_signal(request: Request) -> WorkSignal:
     signal: WorkSignal = request.app.state.work_signal
     return signal
 
 
 WRITE_ENGINE = "framefarm_write_engine"
+RUNNER_API = "/api/runner/"
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session per request.
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session per request (made on the event loop: making one does no I/O).
 
     Requests that change state take SQLite's write lock up front (``BEGIN IMMEDIATE``), so
     that reading and then writing in one transaction never fails on a stale snapshot, but
@@ -60,8 +62,11 @@ def get_session(request: Request) -> Iterator[Session]:
     ``_end_transaction`` switches the session to the write engine for the endpoint's work.
     """
     state = request.app.state
-    with Session(state.engine, expire_on_commit=False) as session:
-        if request.method not in ("GET", "HEAD"):
+    writes = request.method not in ("GET", "HEAD")
+    # Runner keys are checked without this session (``get_runner_key``): nothing to wait for.
+    bind = state.write_engine if writes and request.url.path.startswith(RUNNER_API) else None
+    with Session(bind or state.engine, expire_on_commit=False) as session:
+        if writes and bind is None:
             session.info[WRITE_ENGINE] = state.write_engine
         yield session
 
@@ -75,19 +80,27 @@ SessionDep = Annotated[Session, Depends(get_session)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+def _missing_key() -> Unauthorized:
+    return Unauthorized(
+        "no API key given; send 'Authorization: Bearer ff_…' (create a key with "
+        "'framefarm manager config add apikey'), or sign in with POST /api/auth/login",
+        code="missing_api_key",
+    )
+
+
+def _invalid_key() -> Unauthorized:
+    return Unauthorized(
+        "the API key is unknown or revoked; check the key or create a new one",
+        code="invalid_api_key",
+    )
+
+
 def _api_key(session: Session, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
     if credentials is None:
-        raise Unauthorized(
-            "no API key given; send 'Authorization: Bearer ff_…' (create a key with "
-            "'framefarm manager config add apikey'), or sign in with POST /api/auth/login",
-            code="missing_api_key",
-        )
+        raise _missing_key()
     record = find_api_key(session, credentials.credentials)
     if record is None:
-        raise Unauthorized(
-            "the API key is unknown or revoked; check the key or create a new one",
-            code="invalid_api_key",
-        )
+        raise _invalid_key()
     touch_api_key(session, record)
     return record
 
@@ -99,9 +112,26 @@ def _end_transaction(session: Session) -> None:
         session.bind = session.info[WRITE_ENGINE]
 
 
-def get_runner_key(session: SessionDep, credentials: Credentials) -> ApiKey:
-    record = _api_key(session, credentials)
-    _end_transaction(session)
+async def get_runner_key(request: Request, credentials: Credentials) -> ApiKey:
+    """The runner key, from the app's key cache when it is there (runners call often).
+
+    A key revoked through this manager stops working at once; one revoked by another
+    process within ``KEY_CACHE_SECONDS``.
+    """
+    if credentials is None:
+        raise _missing_key()
+    state = request.app.state
+    record = state.api_key_cache.get(credentials.credentials)
+    if record is None or last_use_is_stale(record):
+        record = await run_in_threadpool(
+            look_up_api_key,
+            state.engine,
+            state.write_engine,
+            credentials.credentials,
+            state.api_key_cache,
+        )
+    if record is None:
+        raise _invalid_key()
     if record.scope != ApiKeyScope.RUNNER:
         raise Forbidden("this endpoint takes a runner API key", code="wrong_key_scope")
     return record

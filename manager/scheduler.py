@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     Engine,
+    Select,
     Update,
     and_,
     bindparam,
@@ -88,7 +89,13 @@ def runner_params(runner: Runner) -> dict[str, Any]:
 
 
 @cache
-def _claim_statements() -> tuple[Update, Update, Update]:
+def _probe() -> Select[tuple[int]]:
+    """Whether anything is runnable for the runner: a plain read, no lock."""
+    return runnable_tasks().limit(1)  # type: ignore[no-any-return]
+
+
+@cache
+def _claim_statements() -> tuple[Update, Update, Update, Update]:
     """Built once: constructing these costs more than running them."""
     candidate = (
         runnable_tasks()
@@ -129,27 +136,35 @@ def _claim_statements() -> tuple[Update, Update, Update]:
             activity="rendering",
         )
     )
-    mark_working = (
-        update(Runner)
+    mark_runner = {
+        status: update(Runner)
         .where(col(Runner.id) == bindparam("runner_id"))
-        .values(status=RunnerStatus.WORKING.value)
-    )
-    return claim, start_job, mark_working
+        .values(status=status.value, last_seen_at=bindparam("now", type_=UTCDateTime()))
+        for status in (RunnerStatus.WORKING, RunnerStatus.IDLE)
+    }
+    return claim, start_job, mark_runner[RunnerStatus.WORKING], mark_runner[RunnerStatus.IDLE]
 
 
 def claim_next_task(
-    engine: Engine, runner: Runner, *, lease_seconds: float, now: datetime | None = None
+    engine: Engine,
+    runner: Runner,
+    *,
+    lease_seconds: float,
+    now: datetime | None = None,
+    seen: bool = False,
 ) -> int | None:
     """Atomically give the best runnable task to ``runner``; return its id or None.
 
     One ``UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING`` in a write transaction:
     ``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two runners
-    never get the same task and neither waits on the other's row.
+    never get the same task and neither waits on the other's row. The runner is marked
+    working (and seen now); with ``seen``, a runner that gets nothing is marked idle and
+    seen now, in the same transaction.
     """
     if not runner.enabled:
         return None
     now = now or utcnow()
-    claim, start_job, mark_working = _claim_statements()
+    claim, start_job, mark_working, mark_idle = _claim_statements()
     params = {
         **runner_params(runner),
         "now": now,
@@ -158,13 +173,21 @@ def claim_next_task(
     }
     with engine.connect() as conn:
         if is_sqlite(engine):
+            # SQLite has one write lock for the whole farm: a runner that would get nothing
+            # (most wake-ups of a busy farm) finds that out by a read, without queueing for it.
+            # Only a look: the claim below decides, atomically, as if this were not here.
+            if not seen and conn.execute(_probe(), params).first() is None:
+                return None
+            conn.rollback()
             conn = conn.execution_options(**{BEGIN_MODE: "IMMEDIATE"})
         with conn.begin():
             row = conn.execute(claim, params).first()
             if row is None:
+                if seen:
+                    conn.execute(mark_idle, {"runner_id": runner.id, "now": now})
                 return None
             task_id, job_id = row
             conn.execute(start_job, {"job_id": job_id, "now": now})
-            conn.execute(mark_working, {"runner_id": runner.id})
+            conn.execute(mark_working, {"runner_id": runner.id, "now": now})
     assert task_id is not None
     return int(task_id)

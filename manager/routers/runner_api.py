@@ -6,37 +6,32 @@ Only runner API keys reach these endpoints.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from sqlalchemy import Engine, func, update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from manager.deps import EngineDep, RunnerKeyDep, SessionDep, SettingsDep, StorageDep, WorkSignalDep
+from manager.completion import finish_task
+from manager.deps import RunnerKeyDep, SessionDep, SettingsDep, StorageDep, WorkSignalDep
+from manager.dispatch import active_task, attempt_claim, runner_for, seen, stop_reason
 from manager.errors import Conflict, Forbidden, InvalidInput, NotFound
 from manager.failures import fail_task
-from manager.job_control import complete_task, release_task
+from manager.job_control import release_task
 from manager.models import (
     ApiKey,
     Blob,
     Job,
-    JobFile,
     Output,
     Runner,
     Task,
-    TaskDependency,
     utcnow,
 )
-from manager.scheduler import claim_next_task
 from manager.schemas import (
-    ClaimedJob,
     ClaimedTask,
     HeartbeatReply,
-    JobFilePublic,
     OutputPublic,
     OutputsPublic,
     ProgressReply,
@@ -47,65 +42,10 @@ from manager.schemas import (
 )
 from manager.storage import safe_relative_path
 from shared.hashing import is_sha256
-from shared.wire import JobStatus, RunnerStatus, TaskStatus
+from shared.wire import RunnerStatus, TaskStatus
 
 router = APIRouter(prefix="/api/runner", tags=["runner"])
 MAX_CLAIM_WAIT = 60.0
-
-
-def _runner_for(session: Session, runner_id: int, key: ApiKey) -> Runner:
-    runner = session.get(Runner, runner_id)
-    if runner is None:
-        raise NotFound(f"no runner {runner_id}; register again", code="runner_not_found")
-    if runner.api_key_id != key.id:
-        raise Forbidden("this runner was registered with another API key", code="wrong_runner_key")
-    return runner
-
-
-def _seen(session: Session, runner: Runner, lease_seconds: float) -> None:
-    """The runner is alive: keep it online and extend the leases of its tasks."""
-    now = utcnow()
-    runner.last_seen_at = now
-    if runner.status == RunnerStatus.OFFLINE:
-        runner.status = RunnerStatus.IDLE.value
-    session.add(runner)
-    session.execute(
-        update(Task)
-        .where(col(Task.runner_id) == runner.id, col(Task.status) == TaskStatus.ACTIVE.value)
-        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-    )
-
-
-def _stop_reason(job: Job) -> str | None:
-    """Why a runner must stop a task of ``job`` now, or None to keep going."""
-    if job.status in (JobStatus.CANCEL_REQUESTED, JobStatus.CANCELED):
-        return "the job was canceled"
-    if job.status in (JobStatus.PAUSE_REQUESTED, JobStatus.PAUSED):
-        return "the job was paused"
-    if job.status == JobStatus.FAILED:
-        return "the job failed"
-    return None
-
-
-def _active_task(
-    session: Session, runner: Runner, task_id: int, *, stopping_ok: bool = False
-) -> tuple[Task, Job]:
-    """The runner's active task; 409 if it is not (or, unless ``stopping_ok``, must stop)."""
-    task = session.get(Task, task_id)
-    if task is None:
-        raise NotFound(f"no task {task_id}", code="task_not_found")
-    if task.runner_id != runner.id:
-        raise Conflict(f"task {task_id} is not assigned to runner {runner.name}", code="not_yours")
-    if task.status != TaskStatus.ACTIVE:
-        raise Conflict(
-            f"task {task_id} is {task.status}; stop working on it", code="task_not_active"
-        )
-    job = session.get(Job, task.job_id)
-    assert job is not None
-    stop = _stop_reason(job)
-    if stop is not None and not stopping_ok:
-        raise Conflict(f"{stop}; stop working on task {task_id}", code="task_not_active")
-    return task, job
 
 
 @router.post("/register", response_model=RunnerRegistered)
@@ -163,8 +103,8 @@ def heartbeat(
     runner_id: int, key: RunnerKeyDep, session: SessionDep, settings: SettingsDep
 ) -> HeartbeatReply:
     """Keep the runner online and extend its task leases."""
-    runner = _runner_for(session, runner_id, key)
-    _seen(session, runner, settings.runner_timeout)
+    runner = runner_for(session, runner_id, key)
+    seen(session, runner, settings.runner_timeout)
     session.commit()
     active = session.exec(
         select(Task).where(Task.runner_id == runner.id, Task.status == TaskStatus.ACTIVE)
@@ -172,7 +112,7 @@ def heartbeat(
     stop = []
     for task in active:
         job = session.get(Job, task.job_id)
-        if job is not None and _stop_reason(job) is not None and task.id is not None:
+        if job is not None and stop_reason(job.status) is not None and task.id is not None:
             stop.append(task.id)
     return HeartbeatReply(canceled_tasks=stop)
 
@@ -185,28 +125,30 @@ def heartbeat(
 async def claim(
     runner_id: int,
     key: RunnerKeyDep,
-    session: SessionDep,
-    engine: EngineDep,
     settings: SettingsDep,
     signal: WorkSignalDep,
     request: Request,
     wait: float = 30.0,
 ) -> ClaimedTask | Response:
     """Long poll: answer with a task as soon as one is runnable, or 204 after ``wait`` s."""
-    runner = await run_in_threadpool(_runner_for_claim, engine, runner_id, key)
+    state = request.app.state
     deadline = time.monotonic() + max(0.0, min(wait, MAX_CLAIM_WAIT))
+    runner: Runner | None = None
     woken_with: int | None = None
     while True:
         ticket = signal.ticket()  # queue up before looking, so no wake-up is missed
-        if _needs_touch(runner):
-            await run_in_threadpool(_touch_runner, session, runner, settings.runner_timeout)
-        with request.app.state.metrics.claim_seconds.time():
-            task_id = await run_in_threadpool(
-                claim_next_task, engine, runner, lease_seconds=settings.runner_timeout
+        with state.metrics.claim_seconds.time():
+            runner, task = await run_in_threadpool(
+                attempt_claim,
+                state.engine,
+                runner_id,
+                key,
+                runner,
+                settings.runner_timeout,
             )
-        if task_id is not None:
+        if task is not None:
             signal.discard(ticket)
-            return await run_in_threadpool(_claimed_task, engine, task_id)
+            return task
         if woken_with is not None:
             signal.pass_on(woken_with)  # woken for work this runner may not take
         remaining = deadline - time.monotonic()
@@ -216,54 +158,6 @@ async def claim(
         # Other manager processes (several behind one PostgreSQL) cannot wake this one:
         # look again every few seconds.
         woken_with = await signal.wait(ticket, min(remaining, 5.0))
-
-
-def _runner_for_claim(engine: Engine, runner_id: int, key: ApiKey) -> Runner:
-    """Read the runner without SQLite's write lock; nothing stays open during the wait."""
-    with Session(engine, expire_on_commit=False) as session:
-        return _runner_for(session, runner_id, key)
-
-
-def _needs_touch(runner: Runner) -> bool:
-    """Whether a claiming runner's row is stale (status or a last-seen older than a second)."""
-    recently = runner.last_seen_at is not None and (utcnow() - runner.last_seen_at) < timedelta(
-        seconds=1
-    )
-    return runner.status != RunnerStatus.IDLE or not recently
-
-
-def _touch_runner(session: Session, runner: Runner, timeout: float) -> None:
-    """An idle runner asks for work: keep it online."""
-    runner.status = RunnerStatus.IDLE.value
-    _seen(session, runner, timeout)
-    session.commit()
-
-
-def _claimed_task(engine: Engine, task_id: int) -> ClaimedTask:
-    """What the runner needs to know about the task it just claimed (a read, no lock)."""
-    with Session(engine) as session:
-        task = session.get(Task, task_id)
-        assert task is not None
-        job = session.get(Job, task.job_id)
-        assert job is not None and job.id is not None
-        files = session.exec(select(JobFile).where(JobFile.job_id == job.id)).all()
-    return ClaimedTask(
-        id=task_id,
-        name=task.name,
-        type=task.type,
-        frames=list(task.frames),
-        commands=list(task.commands),
-        attempt=task.attempts,
-        job=ClaimedJob(
-            id=job.id,
-            name=job.name,
-            priority=job.priority,
-            blend_file=job.blend_file,
-            blender_version=job.blender_version,
-            settings=dict(job.settings),
-            files=[JobFilePublic(path=f.path, sha256=f.sha256, size=f.size) for f in files],
-        ),
-    )
 
 
 @router.post("/{runner_id}/tasks/{task_id}/progress", response_model=ProgressReply)
@@ -277,8 +171,8 @@ def progress(
     storage: StorageDep,
 ) -> ProgressReply:
     """Report progress and log lines; the answer says whether to keep running."""
-    runner = _runner_for(session, runner_id, key)
-    _seen(session, runner, settings.runner_timeout)
+    runner = runner_for(session, runner_id, key)
+    seen(session, runner, settings.runner_timeout)
     task = session.get(Task, task_id)
     if task is None or task.runner_id != runner.id or task.status != TaskStatus.ACTIVE:
         session.commit()
@@ -289,7 +183,7 @@ def progress(
     assert job is not None
     if body.log:
         _append_log(storage.task_log_path(task.job_id, task_id), body.log)
-    stop = _stop_reason(job)
+    stop = stop_reason(job.status)
     if stop is not None:
         session.commit()
         return ProgressReply(keep_running=False, reason=stop)
@@ -346,8 +240,8 @@ async def upload_output(
 
 def _job_of_active_task(session: Session, runner_id: int, key: ApiKey, task_id: int) -> Job:
     """Check the runner may upload for the task; the transaction ends before the upload."""
-    runner = _runner_for(session, runner_id, key)
-    _, job = _active_task(session, runner, task_id)
+    runner = runner_for(session, runner_id, key)
+    _, job = active_task(session, runner, task_id)
     session.commit()
     return job
 
@@ -367,43 +261,26 @@ def _record_output(
 
 
 @router.post("/{runner_id}/tasks/{task_id}/complete", status_code=204)
-def complete(
+async def complete(
     runner_id: int,
     task_id: int,
     request: Request,
     key: RunnerKeyDep,
-    session: SessionDep,
     settings: SettingsDep,
     signal: WorkSignalDep,
 ) -> Response:
     """Finish a task; a render task must have delivered every frame."""
-    runner = _runner_for(session, runner_id, key)
-    task, job = _active_task(session, runner, task_id)
-    if task.type == "blender":
-        delivered = set(
-            session.exec(
-                select(Output.frame).where(
-                    Output.task_id == task_id, col(Output.frame).in_(task.frames)
-                )
-            ).all()
-        )
-        missing = [frame for frame in task.frames if frame not in delivered]
-        if missing:
-            raise Conflict(
-                f"task {task.name} cannot complete: frames {missing} were never uploaded",
-                code="outputs_missing",
-            )
-    complete_task(session, task, job)
-    runner.status = RunnerStatus.IDLE.value
-    _seen(session, runner, settings.runner_timeout)
-    dependents = session.scalar(
-        select(func.count())
-        .select_from(TaskDependency)
-        .where(col(TaskDependency.depends_on_id) == task_id)
+    state = request.app.state
+    unblocked = await run_in_threadpool(
+        finish_task,
+        state.engine,
+        state.write_engine,
+        runner_id,
+        key,
+        task_id,
     )
-    session.commit()
-    request.app.state.metrics.tasks_completed.inc()
-    signal.notify(dependents or 0)
+    state.metrics.tasks_completed.inc()
+    signal.notify(unblocked)
     return Response(status_code=204)
 
 
@@ -419,11 +296,11 @@ def fail(
     signal: WorkSignalDep,
 ) -> Response:
     """Report a failed attempt; the task is retried until it runs out of attempts."""
-    runner = _runner_for(session, runner_id, key)
-    task, job = _active_task(session, runner, task_id)
+    runner = runner_for(session, runner_id, key)
+    task, job = active_task(session, runner, task_id)
     fail_task(session, task, job, runner, body.reason)
     runner.status = RunnerStatus.IDLE.value
-    _seen(session, runner, settings.runner_timeout)
+    seen(session, runner, settings.runner_timeout)
     session.commit()
     request.app.state.metrics.tasks_failed.inc()
     signal.notify(1)
@@ -440,8 +317,8 @@ def release(
     signal: WorkSignalDep,
 ) -> Response:
     """Hand a task back unfinished (the runner is shutting down); it is requeued at once."""
-    runner = _runner_for(session, runner_id, key)
-    task, job = _active_task(session, runner, task_id, stopping_ok=True)
+    runner = runner_for(session, runner_id, key)
+    task, job = active_task(session, runner, task_id, stopping_ok=True)
     release_task(session, task, job, reason=f"{runner.name}: {body.reason}")
     runner.status = RunnerStatus.IDLE.value
     session.add(runner)
@@ -452,7 +329,7 @@ def release(
 
 def _job_of_runner(session: Session, runner_id: int, key: ApiKey, job_id: int) -> Job:
     """A job the runner is working on right now (it may read that job's outputs)."""
-    runner = _runner_for(session, runner_id, key)
+    runner = runner_for(session, runner_id, key)
     working = session.exec(
         select(Task.id).where(
             Task.job_id == job_id, Task.runner_id == runner.id, Task.status == TaskStatus.ACTIVE

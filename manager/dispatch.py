@@ -1,0 +1,188 @@
+"""The runner API's hot path: a claim attempt and a completion, each in one trip to a thread.
+
+The endpoints are async (a claim waits in a long poll); everything that touches the
+database for one attempt runs here, in one worker thread, so that a claim costs one hop
+off the event loop instead of one per step.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Engine, Select, bindparam, select, update
+from sqlmodel import Session, col
+
+from manager.errors import Conflict, Forbidden, NotFound
+from manager.models import (
+    ApiKey,
+    Job,
+    JobFile,
+    Runner,
+    Task,
+    utcnow,
+)
+from manager.scheduler import claim_next_task
+from manager.schemas import ClaimedJob, ClaimedTask, JobFilePublic
+from shared.wire import JobStatus, RunnerStatus, TaskStatus
+
+log = logging.getLogger(__name__)
+FRESH = timedelta(seconds=1)
+"""A claiming runner's row is rewritten (status, last seen) at most this often."""
+
+
+def runner_for(session: Session, runner_id: int, key: ApiKey) -> Runner:
+    runner = session.get(Runner, runner_id)
+    check_runner(runner_id, runner is not None, runner.api_key_id if runner else None, key)
+    assert runner is not None
+    return runner
+
+
+def check_runner(runner_id: int, found: bool, api_key_id: int | None, key: ApiKey) -> None:
+    if not found:
+        raise NotFound(f"no runner {runner_id}; register again", code="runner_not_found")
+    if api_key_id != key.id:
+        raise Forbidden("this runner was registered with another API key", code="wrong_runner_key")
+
+
+def seen(session: Session, runner: Runner, lease_seconds: float) -> None:
+    """The runner is alive: keep it online and extend the leases of its tasks."""
+    now = utcnow()
+    runner.last_seen_at = now
+    if runner.status == RunnerStatus.OFFLINE:
+        runner.status = RunnerStatus.IDLE.value
+    session.add(runner)
+    session.execute(
+        update(Task)
+        .where(col(Task.runner_id) == runner.id, col(Task.status) == TaskStatus.ACTIVE.value)
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+    )
+
+
+def stop_reason(job_status: str) -> str | None:
+    """Why a runner must stop a task of a job in ``job_status`` now, or None to keep going."""
+    if job_status in (JobStatus.CANCEL_REQUESTED, JobStatus.CANCELED):
+        return "the job was canceled"
+    if job_status in (JobStatus.PAUSE_REQUESTED, JobStatus.PAUSED):
+        return "the job was paused"
+    if job_status == JobStatus.FAILED:
+        return "the job failed"
+    return None
+
+
+def active_task(
+    session: Session, runner: Runner, task_id: int, *, stopping_ok: bool = False
+) -> tuple[Task, Job]:
+    """The runner's active task; 409 if it is not (or, unless ``stopping_ok``, must stop)."""
+    task = session.get(Task, task_id)
+    job = session.get(Job, task.job_id) if task is not None else None
+    check_active(
+        task_id,
+        runner,
+        task.runner_id if task else None,
+        task.status if task else None,
+        job.status if job else None,
+        stopping_ok=stopping_ok,
+    )
+    assert task is not None and job is not None
+    return task, job
+
+
+def check_active(
+    task_id: int,
+    runner: Runner,
+    task_runner_id: int | None,
+    task_status: str | None,
+    job_status: str | None,
+    *,
+    stopping_ok: bool = False,
+) -> None:
+    """Raise unless the task (None: missing) is the runner's, active, and its job goes on."""
+    if task_status is None:
+        raise NotFound(f"no task {task_id}", code="task_not_found")
+    if task_runner_id != runner.id:
+        raise Conflict(f"task {task_id} is not assigned to runner {runner.name}", code="not_yours")
+    if task_status != TaskStatus.ACTIVE:
+        raise Conflict(
+            f"task {task_id} is {task_status}; stop working on it", code="task_not_active"
+        )
+    assert job_status is not None
+    stop = stop_reason(job_status)
+    if stop is not None and not stopping_ok:
+        raise Conflict(f"{stop}; stop working on task {task_id}", code="task_not_active")
+
+
+def attempt_claim(
+    engine: Engine,
+    runner_id: int,
+    key: ApiKey,
+    runner: Runner | None,
+    lease_seconds: float,
+) -> tuple[Runner, ClaimedTask | None]:
+    """One claim attempt: the runner (read on the first), kept online, and its new task."""
+    if runner is None:
+        with Session(engine, expire_on_commit=False) as session:
+            runner = runner_for(session, runner_id, key)
+    now = utcnow()
+    # A claim is a sign of life: written down with the claim itself, at most once a second
+    # while nothing is claimed (leases are extended by heartbeats and reports).
+    stale = runner.status != RunnerStatus.IDLE or not (
+        runner.last_seen_at is not None and now - runner.last_seen_at < FRESH
+    )
+    task_id = claim_next_task(engine, runner, lease_seconds=lease_seconds, now=now, seen=stale)
+    if task_id is None:
+        if stale:
+            runner.status, runner.last_seen_at = RunnerStatus.IDLE.value, now
+        return runner, None
+    return runner, claimed_task(engine, task_id)
+
+
+@cache
+def _claimed_task_query() -> Select[Any]:
+    return (
+        select(
+            col(Task.name),
+            col(Task.type),
+            col(Task.frames),
+            col(Task.commands),
+            col(Task.attempts),
+            col(Task.job_id),
+            col(Job.name).label("job_name"),
+            col(Job.priority),
+            col(Job.blend_file),
+            col(Job.blender_version),
+            col(Job.settings),
+        )
+        .join(Job, col(Job.id) == col(Task.job_id))
+        .where(col(Task.id) == bindparam("task"))
+    )
+
+
+def claimed_task(engine: Engine, task_id: int) -> ClaimedTask:
+    """What the runner needs to know about the task it just claimed (a read, no lock)."""
+    with engine.connect() as conn:
+        task = conn.execute(_claimed_task_query(), {"task": task_id}).one()
+        files = conn.execute(
+            select(col(JobFile.path), col(JobFile.sha256), col(JobFile.size)).where(
+                col(JobFile.job_id) == task.job_id
+            )
+        ).all()
+    return ClaimedTask(
+        id=task_id,
+        name=task.name,
+        type=task.type,
+        frames=list(task.frames),
+        commands=list(task.commands),
+        attempt=task.attempts,
+        job=ClaimedJob(
+            id=task.job_id,
+            name=task.job_name,
+            priority=task.priority,
+            blend_file=task.blend_file,
+            blender_version=task.blender_version,
+            settings=dict(task.settings),
+            files=[JobFilePublic(path=p, sha256=s, size=n) for p, s, n in files],
+        ),
+    )
