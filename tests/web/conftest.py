@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,10 @@ def web_farm(tmp_path: Path, database_url: str) -> Iterator[WebFarm]:
 
 @pytest.fixture
 def rendering_job(web_farm: WebFarm) -> int:
-    """The artist's 4-frame job: frames 1-2 done on node-01 with EXRs and a log, 3 rendering."""
+    """The artist's 4-frame job: frames 1-2 done on node-01 with EXRs and a log, 3 rendering.
+
+    Frame 1 took 10 s and frame 2 20 s, so the ETA of the two frames left is 30 s.
+    """
     storage = web_farm.client.app.state.storage  # type: ignore[attr-defined]
     with web_farm.session() as session:
         artist = get_user_by_email(session, "artist@example.com")
@@ -88,7 +92,7 @@ def rendering_job(web_farm: WebFarm) -> int:
         session.add(job)
         session.flush()
         assert job.id is not None and runner.id is not None
-        started = utcnow()
+        started = utcnow() - timedelta(seconds=60)
         for task, status in zip(tasks, ("completed", "completed", "active", "queued"), strict=True):
             task.status = status
             if status != TaskStatus.QUEUED:
@@ -113,6 +117,8 @@ def rendering_job(web_farm: WebFarm) -> int:
                     frame=frame,
                     size=path.stat().st_size,
                     sha256=f"{frame:064d}",
+                    # frame 1 took 10 s, frame 2 (its own task) 20 s: ETA 15 s x 2 left / 1
+                    created_at=started + timedelta(seconds=10 * frame),
                 )
             )
         log = storage.task_log_path(job.id, tasks[2].id or 0)

@@ -13,6 +13,7 @@ from manager.auth.passwords import set_password
 from manager.auth.providers import save_oidc_provider
 from manager.farm_settings import set_setting
 from manager.models import ApiKey, Job, Runner, User
+from manager.storage import Storage
 from manager.users import get_user_by_email
 from tests.web.conftest import WebFarm
 
@@ -47,6 +48,7 @@ def test_jobs_list_shows_progress_eta_and_runners(web_farm: WebFarm, rendering_j
     assert "shot 010" in row.group(0)
     assert 'aria-valuenow="2"' in row.group(0) and 'aria-valuemax="4"' in row.group(0)
     assert '<td class="num">1</td>' in row.group(0)  # one runner working
+    assert '<td class="eta">30 s</td>' in row.group(0)
     other = web_farm.client.get("/jobs", headers=web_farm.as_key(web_farm.other_key))
     assert "shot 010" not in other.text
 
@@ -58,7 +60,9 @@ def test_job_page_shows_grid_tasks_log_preview_and_outputs(web_farm: WebFarm, re
     assert page.status_code == 200
     cells = re.findall(r'<li class="cell (\w+)" id="cell-(\d+)"', page.text)
     assert cells == [("done", "1"), ("done", "2"), ("active", "3"), ("queued", "4")]
+    assert 'aria-label="frame 2, done, on node-01, 20.0 s"' in page.text
     assert 'aria-label="frame 3, active, on node-01"' in page.text
+    assert '<div class="value" id="job-eta">30 s</div>' in page.text
     assert "line 500" in page.text and "line 300" not in page.text  # the tail, 200 lines
     assert f'src="/jobs/{rendering_job}/preview/frame_000002.exr?width=960"' in page.text
     assert f'href="/api/jobs/{rendering_job}/outputs/frame_000001.exr"' in page.text
@@ -86,6 +90,20 @@ def test_preview_is_a_png_over_a_checkerboard(web_farm: WebFarm, rendering_job: 
     # 0.18 linear is sRGB 118 on the opaque half; the transparent half shows both squares
     assert image.getpixel((3, 3)) == (118, 118, 118)
     assert {image.getpixel((20, 3)), image.getpixel((28, 3))} == {(204, 204, 204), (140, 140, 140)}
+    cached = list((storage_of(web_farm).job_dir(rendering_job) / "previews").iterdir())
+    assert [p.suffix for p in cached] == [".png"]
+    made_at = cached[0].stat().st_mtime_ns
+    again = web_farm.client.get(
+        f"/jobs/{rendering_job}/preview/frame_000001.exr",
+        headers=web_farm.as_key(web_farm.artist_key),
+    )
+    assert again.content == answer.content and cached[0].stat().st_mtime_ns == made_at
+    jpeg = web_farm.client.get(
+        f"/jobs/{rendering_job}/preview/frame_000001.exr?format=jpeg&width=16",
+        headers=web_farm.as_key(web_farm.artist_key),
+    )
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(jpeg.content)).size == (16, 8)
     missing = web_farm.client.get(
         f"/jobs/{rendering_job}/preview/frame_000009.exr",
         headers=web_farm.as_key(web_farm.artist_key),
@@ -93,8 +111,13 @@ def test_preview_is_a_png_over_a_checkerboard(web_farm: WebFarm, rendering_job: 
     assert missing.status_code == 404 and missing.json()["code"] == "output_not_found"
 
 
+def storage_of(web_farm: WebFarm) -> Storage:
+    storage: Storage = web_farm.client.app.state.storage  # type: ignore[attr-defined]
+    return storage
+
+
 def test_zip_holds_every_frame_byte_for_byte(web_farm: WebFarm, rendering_job: int):
-    storage = web_farm.client.app.state.storage  # type: ignore[attr-defined]
+    storage = storage_of(web_farm)
     answer = web_farm.client.get(
         f"/jobs/{rendering_job}/frames.zip", headers=web_farm.as_key(web_farm.artist_key)
     )
