@@ -16,8 +16,7 @@ from manager.farm_settings import SPECS, get_setting, masked_value, set_setting
 from manager.models import User
 from manager.users import get_user, set_admin
 from manager.web.access import WebAdmin
-from manager.web.flash import flash
-from manager.web.templating import render
+from manager.web.templating import flash, render
 from shared.wire import ApiKeyScope
 
 router = APIRouter(include_in_schema=False)

@@ -18,10 +18,9 @@ from manager.models import Job, JobFile, Output, Task
 from manager.storage import Storage, safe_relative_path
 from manager.web.access import WebUser
 from manager.web.blendinfo import blend_info_of_blob
-from manager.web.flash import flash
 from manager.web.job_view import job_detail
 from manager.web.previews import FORMATS, cached_preview
-from manager.web.templating import render
+from manager.web.templating import flash, render
 from manager.web.zipstream import stream_zip
 from shared.wire import JOB_FINISHED, TaskStatus
 

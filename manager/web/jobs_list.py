@@ -22,9 +22,8 @@ from manager.job_control import (
 from manager.jobs import get_job_for
 from manager.models import Job, User
 from manager.web.access import WebUser
-from manager.web.flash import flash
 from manager.web.job_view import JobSummary, summarize
-from manager.web.templating import render
+from manager.web.templating import flash, render
 from shared.wire import JobStatus
 
 router = APIRouter(include_in_schema=False)

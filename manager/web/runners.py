@@ -14,8 +14,7 @@ from manager.admin import get_runner, set_runner_enabled
 from manager.deps import SessionDep, WorkSignalDep
 from manager.models import Job, Runner, Task
 from manager.web.access import WebAdmin, WebUser
-from manager.web.flash import flash
-from manager.web.templating import render
+from manager.web.templating import flash, render
 from shared.wire import RunnerStatus, TaskStatus
 
 router = APIRouter(include_in_schema=False)

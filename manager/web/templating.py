@@ -1,4 +1,4 @@
-"""Jinja2 templates, the filters pages share, and ``render`` for routes."""
+"""Jinja2 templates, the filters pages share, ``render`` for routes, and ``flash`` for actions."""
 
 from __future__ import annotations
 
@@ -69,3 +69,12 @@ def render(
 ) -> HTMLResponse:
     templates: Jinja2Templates = request.app.state.web_templates
     return templates.TemplateResponse(request, name, context or {}, status_code=status_code)
+
+
+def flash(request: Request, message: str, *, kind: str = "ok", refresh: str = "") -> HTMLResponse:
+    """The short message an action leaves, swapped into ``#flash``; ``refresh`` names an event
+    that makes the page's live regions reload at once."""
+    response = render(request, "_flash.html", {"message": message, "kind": kind})
+    if refresh:
+        response.headers["HX-Trigger"] = refresh
+    return response

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+import manager.web
 from manager.web.blendinfo import read_blend_info
 from manager.web.eta import estimate_eta, frame_times, job_eta
 from manager.web.templating import ago, duration, filesize
@@ -59,3 +61,13 @@ def test_blend_settings_read_without_blender(scene_bpy: Path, tmp_path: Path):
     not_blend = tmp_path / "notes.blend"
     not_blend.write_bytes(b"this is not a blend file")
     assert read_blend_info(not_blend) is None
+
+
+# sha256 of dist/htmx.min.js in the npm package htmx.org 2.0.11 (`npm pack htmx.org@2.0.11`)
+HTMX_2_0_11_SHA256 = "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717"
+
+
+def test_the_vendored_htmx_is_the_published_one_with_its_licence():
+    static = Path(manager.web.__file__).parent / "static"
+    assert hashlib.sha256((static / "htmx.min.js").read_bytes()).hexdigest() == HTMX_2_0_11_SHA256
+    assert "Zero-Clause BSD" in (static / "htmx.LICENSE").read_text()

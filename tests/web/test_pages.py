@@ -295,3 +295,11 @@ def test_the_sign_in_form_works_without_scripts(web_farm: WebFarm, rendering_job
     csrf = {"X-CSRF-Token": web_farm.client.cookies["framefarm_csrf"]}
     paused = web_farm.client.post(f"/jobs/{rendering_job}/actions/pause", headers=csrf)
     assert paused.status_code == 200 and "Paused" in paused.text
+
+
+def test_static_files_are_served_and_nothing_else(web_farm: WebFarm):
+    htmx = web_farm.client.get("/static/htmx.min.js")
+    assert htmx.status_code == 200 and htmx.headers["content-type"].startswith("text/javascript")
+    assert web_farm.client.get("/static/farm.css").headers["content-type"].startswith("text/css")
+    for sneaky in ("/static/..%2F__init__.py", "/static/.hidden", "/static/nothing.js"):
+        assert web_farm.client.get(sneaky).status_code == 404, sneaky
