@@ -218,7 +218,7 @@ def main():
     submit(addon, "unreachable")
     result("test_unreachable", **call(bpy.ops.framefarm.test_connection))
     if hasattr(bpy.app, "online_access"):  # Blender 4.2+; off in background mode
-        prefs.manager_url = "http://8.8.8.8:8080"
+        prefs.manager_url = "http://farm.example.invalid:8080"
         online = bpy.app.online_access
         result("internet_host", online_access=online, **call(bpy.ops.framefarm.refresh_job_types))
     prefs.manager_url = CONFIG["manager_url"]

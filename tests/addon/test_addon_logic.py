@@ -107,8 +107,8 @@ def test_a_failing_expression_names_its_setting():
         ("http://192.168.1.20:8080", False, True),
         ("http://[::1]:8080", False, True),
         ("http://farm.local:8080", False, True),
-        ("http://8.8.8.8:8080", False, False),
-        ("http://8.8.8.8:8080", True, True),
+        ("http://farm.example.invalid:8080", False, False),
+        ("http://farm.example.invalid:8080", True, True),
     ],
 )
 def test_online_access_guards_only_hosts_outside_the_studio(url: str, online: bool, allowed: bool):
