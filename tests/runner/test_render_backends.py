@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -323,9 +324,11 @@ def test_stop_ends_a_running_render_quickly(
     frames = list(range(1, 301))  # far more than can render before the stop lands
     argv = build_render_argv(backend, blend_file=scene, output_dir=tmp_path / "o", frames=frames)
     stop = threading.Event()
+    stopped_at: list[float] = []
 
     def stop_after_first_frame(event: RenderEvent) -> None:
-        if event.name == "saved":
+        if event.name == "saved" and not stop.is_set():
+            stopped_at.append(time.monotonic())
             stop.set()
 
     result = run_render(
@@ -334,6 +337,7 @@ def test_stop_ends_a_running_render_quickly(
     assert result.stopped
     assert result.returncode != 0
     assert 1 <= len(result.saved) < 50
-    assert result.seconds < 10
+    # Measured from the stop, not from Blender's start-up, which a busy machine slows down.
+    assert time.monotonic() - stopped_at[0] < 4  # SIGTERM sufficed: SIGKILL comes at 5 s
     with pytest.raises(RenderFailed, match="^render stopped before it finished"):
         check_render(result, frames)
