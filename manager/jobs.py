@@ -40,7 +40,12 @@ def task_counts(session: Session, job_id: int) -> tuple[TaskCounts, int]:
     for status, count, done in rows:
         by_status[status] = count
         frames_done += int(done or 0)
-    counts = TaskCounts(
+    return counts_by_status(by_status), frames_done
+
+
+def counts_by_status(by_status: Counter[str]) -> TaskCounts:
+    """A job's task counts from how many of its tasks are in each status."""
+    return TaskCounts(
         total=sum(by_status.values()),
         queued=by_status[TaskStatus.QUEUED]
         + by_status[TaskStatus.SOFT_FAILED]
@@ -50,7 +55,6 @@ def task_counts(session: Session, job_id: int) -> tuple[TaskCounts, int]:
         failed=by_status[TaskStatus.FAILED],
         canceled=by_status[TaskStatus.CANCELED],
     )
-    return counts, frames_done
 
 
 def job_public(session: Session, job: Job) -> JobPublic:

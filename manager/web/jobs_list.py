@@ -22,7 +22,7 @@ from manager.job_control import (
 from manager.jobs import get_job_for
 from manager.models import Job, User
 from manager.web.access import WebUser
-from manager.web.job_view import JobSummary, summarize
+from manager.web.job_view import JobSummary, summarize_jobs
 from manager.web.templating import flash, render
 from shared.wire import JobStatus
 
@@ -51,7 +51,7 @@ def _summaries(
         query = query.where(Job.owner_id == user.id)
     if status:
         query = query.where(Job.status == status)
-    return [summarize(session, job) for job in session.exec(query).all()]
+    return summarize_jobs(session, list(session.exec(query).all()))
 
 
 def _list_context(

@@ -7,14 +7,16 @@ import re
 import zipfile
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from manager.auth.passwords import set_password
 from manager.auth.providers import save_oidc_provider
 from manager.farm_settings import set_setting
-from manager.models import ApiKey, Job, Runner, User
+from manager.models import ApiKey, Job, JobBlocklist, Runner, User
 from manager.storage import Storage
 from manager.users import get_user_by_email
+from manager.web.job_view import summarize, summarize_jobs
+from tests.manager.factories import make_job
 from tests.web.conftest import WebFarm
 
 # The pages' reads are plain selects; the event stream, whose queries differ, runs on both.
@@ -303,3 +305,23 @@ def test_static_files_are_served_and_nothing_else(web_farm: WebFarm):
     assert web_farm.client.get("/static/farm.css").headers["content-type"].startswith("text/css")
     for sneaky in ("/static/..%2F__init__.py", "/static/.hidden", "/static/nothing.js"):
         assert web_farm.client.get(sneaky).status_code == 404, sneaky
+
+
+def test_the_polled_list_summarizes_jobs_as_the_job_page_does(
+    web_farm: WebFarm, rendering_job: int
+):
+    with web_farm.session() as session:
+        runner = session.exec(select(Runner)).one()
+        for n in range(3):
+            job, tasks = make_job(session, tasks=2, name=f"extra {n}", pins=["node-01"])
+            job.status = ("completed", "paused", "queued")[n]
+            session.add(JobBlocklist(job_id=job.id, runner_id=runner.id, reason="failed 3"))
+        session.commit()
+        jobs = list(session.exec(select(Job).order_by(col(Job.id))))
+        one_by_one = [summarize(session, job) for job in jobs]
+        batched = summarize_jobs(session, jobs)
+    assert [s.job for s in batched] == [s.job for s in one_by_one]
+    assert [(s.owner_email, s.runners_working, s.eta_seconds) for s in batched] == [
+        (s.owner_email, s.runners_working, s.eta_seconds) for s in one_by_one
+    ]
+    assert batched[0].eta_seconds == 30.0 and batched[1].job.blocklist[0].reason == "failed 3"
