@@ -144,8 +144,11 @@ def job_types(address: ManagerAddress) -> list[dict[str, Any]]:
     return list(call(address, "GET", "/api/job-types")["job_types"])
 
 
-def missing_blobs(address: ManagerAddress, hashes: list[str]) -> list[str]:
-    return list(call(address, "POST", "/api/blobs/missing", {"hashes": hashes})["missing"])
+def missing_blobs(address: ManagerAddress, blobs: dict[str, int]) -> set[str]:
+    """The hashes, of these ``{sha256: size}``, that the manager does not have yet."""
+    query = {"blobs": [{"sha256": sha, "size": size} for sha, size in sorted(blobs.items())]}
+    answer = call(address, "POST", "/api/blobs/missing", query)
+    return {blob["sha256"] for blob in answer["missing"]}
 
 
 def submit_manifest(address: ManagerAddress, submission: dict[str, Any]) -> dict[str, Any]:

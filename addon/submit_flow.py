@@ -195,8 +195,7 @@ class SubmitFlow:
 
     def _step_checking(self) -> None:
         assert self.pack is not None
-        hashes = sorted({sha for sha, _ in self.hashes.values()})
-        missing = set(client.missing_blobs(self.request.address, hashes))
+        missing = client.missing_blobs(self.request.address, dict(self.hashes.values()))
         self._uploads = []
         for packed in self.pack.files:
             sha, size = self.hashes[packed.path]

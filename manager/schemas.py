@@ -199,12 +199,17 @@ class JobSubmit(BaseModel):
     )
 
 
+class BlobRef(BaseModel):
+    sha256: str
+    size: int = Field(ge=0)
+
+
 class BlobsQuery(BaseModel):
-    hashes: list[str] = Field(max_length=100_000)
+    blobs: list[BlobRef] = Field(max_length=100_000, description="the files a job will need")
 
 
 class BlobsMissing(BaseModel):
-    missing: list[str]
+    missing: list[BlobRef] = Field(description="those to upload with PUT /api/blobs/{sha256}")
 
 
 class JobUpdate(BaseModel):

@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 from manager.deps import CurrentUser, SessionDep, SettingsDep, StorageDep
 from manager.errors import InvalidInput
 from manager.models import Blob
-from manager.schemas import BlobsMissing, BlobsQuery
+from manager.schemas import BlobRef, BlobsMissing, BlobsQuery
 from manager.storage import Storage
 from manager.submission import store_upload
 from shared.hashing import is_sha256
@@ -19,16 +19,27 @@ router = APIRouter(prefix="/api/blobs", tags=["blobs"])
 
 @router.post("/missing", response_model=BlobsMissing)
 def missing_blobs(body: BlobsQuery, user: CurrentUser, session: SessionDep) -> BlobsMissing:
-    """Which of these SHA-256 hashes the manager does not have yet."""
-    wanted = sorted(set(body.hashes))
-    bad = [h for h in wanted if not is_sha256(h)]
+    """Which of these files (by SHA-256 and size) the manager does not have yet."""
+    wanted = {blob.sha256: blob.size for blob in body.blobs}
+    bad = [h for h in sorted(wanted) if not is_sha256(h)]
     if bad:
         raise InvalidInput(f"not SHA-256 hashes: {bad[:5]}", code="invalid_hash")
-    have: set[str] = set()
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        have.update(session.exec(select(Blob.sha256).where(col(Blob.sha256).in_(chunk))).all())
-    return BlobsMissing(missing=[h for h in wanted if h not in have])
+    have: dict[str, int] = {}
+    hashes = sorted(wanted)
+    for start in range(0, len(hashes), 500):
+        chunk = hashes[start : start + 500]
+        found = session.exec(select(Blob).where(col(Blob.sha256).in_(chunk))).all()
+        have.update((blob.sha256, blob.size) for blob in found)
+    wrong = [h for h, size in have.items() if wanted[h] != size]
+    if wrong:
+        raise InvalidInput(
+            f"{wrong[0]} is {have[wrong[0]]} bytes on the manager, not {wanted[wrong[0]]}: "
+            "hash the file again and send its real size",
+            code="size_mismatch",
+        )
+    return BlobsMissing(
+        missing=[BlobRef(sha256=h, size=wanted[h]) for h in hashes if h not in have]
+    )
 
 
 @router.put("/{sha256}", status_code=status.HTTP_201_CREATED)

@@ -119,7 +119,10 @@ def test_the_manager_refuses_a_manifest_that_leaves_the_job_folder(shared_farm: 
     with shared_farm.client() as http:
         assert http.put(f"/api/blobs/{sha}", content=blob).status_code == 201
         assert http.put(f"/api/blobs/{'0' * 64}", content=blob).status_code == 422
-    assert client.missing_blobs(address, [sha, "1" * 64]) == ["1" * 64]
+    assert client.missing_blobs(address, {sha: len(blob), "1" * 64: 5}) == {"1" * 64}
+    with pytest.raises(client.ManagerRefused) as refused:
+        client.missing_blobs(address, {sha: len(blob) + 1})
+    assert refused.value.code == "size_mismatch"
     with pytest.raises(client.ManagerRefused) as refused:
         client.submit_manifest(
             address,

@@ -153,12 +153,16 @@ def test_user_folder_adds_and_overrides_types_without_restart(tmp_path: Path):
     assert any("compile_job" in reason for reason in types.broken.values())
 
 
+def blob_query(sha: str, data: bytes) -> dict[str, list[dict[str, str | int]]]:
+    return {"blobs": [{"sha256": sha, "size": len(data)}]}
+
+
 def test_blobs_then_manifest(farm: Farm, scene_bpy: Path):
     data = scene_bpy.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     headers = farm.auth(farm.user_key)
-    missing = farm.client.post("/api/blobs/missing", headers=headers, json={"hashes": [sha]})
-    assert missing.json() == {"missing": [sha]}
+    missing = farm.client.post("/api/blobs/missing", headers=headers, json=blob_query(sha, data))
+    assert missing.json() == {"missing": [{"sha256": sha, "size": len(data)}]}
     manifest = {
         "type": "simple-blender-render",
         "settings": {"frames": "1-2"},
@@ -170,7 +174,7 @@ def test_blobs_then_manifest(farm: Farm, scene_bpy: Path):
     wrong = farm.client.put(f"/api/blobs/{'0' * 64}", headers=headers, content=data)
     assert_error(wrong, 422, "checksum_mismatch")
     assert farm.client.put(f"/api/blobs/{sha}", headers=headers, content=data).status_code == 201
-    again = farm.client.post("/api/blobs/missing", headers=headers, json={"hashes": [sha]})
+    again = farm.client.post("/api/blobs/missing", headers=headers, json=blob_query(sha, data))
     assert again.json() == {"missing": []}
     created = farm.client.post("/api/jobs/manifest", headers=headers, json=manifest)
     assert created.status_code == 202, created.text

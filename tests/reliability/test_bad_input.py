@@ -13,6 +13,7 @@ from sqlmodel import select
 from manager.db import make_engine, session_scope
 from manager.models import Blob, Job
 from tests.manager.conftest import Farm
+from tests.manager.test_job_types import blob_query
 from tests.manager.test_jobs_api import assert_error
 from tests.reliability.conftest import ServedManager
 
@@ -140,8 +141,8 @@ def test_a_truncated_upload_leaves_nothing_behind(served_manager: ServedManager)
             + data[: 1024 * 1024]
         )
     with served_manager.client() as client:
-        missing = client.post("/api/blobs/missing", json={"hashes": [sha]})
-    assert missing.json() == {"missing": [sha]}
+        missing = client.post("/api/blobs/missing", json=blob_query(sha, data))
+    assert missing.json() == {"missing": [{"sha256": sha, "size": len(data)}]}
     temp = served_manager.root / "storage" / "temp"
     served_manager.wait_for(lambda: not any(temp.iterdir()), "the temp file to be removed")
     assert not (served_manager.root / "storage" / "blobs" / sha[:2] / sha).exists()

@@ -76,6 +76,10 @@ def test_a_full_disk_is_507_keeps_what_was_accepted_and_recovers(farm: Farm, sma
     missing = farm.client.post(
         "/api/blobs/missing",
         headers=farm.auth(farm.user_key),
-        json={"hashes": [kept_sha, big_sha]},
+        json={
+            "blobs": [
+                {"sha256": h, "size": n} for h, n in ((kept_sha, len(kept)), (big_sha, len(big)))
+            ]
+        },
     )
     assert missing.json() == {"missing": []}
