@@ -89,6 +89,7 @@ class JobSummary:
 class JobDetail:
     summary: JobSummary
     tasks: list[TaskRow]
+    tasks_total: int
     cells: list[FrameCell]
     outputs: list[Output]
     frames: list[Output] = field(default_factory=list)
@@ -261,6 +262,20 @@ def frame_cells(
     return sorted(cells, key=lambda c: c.frame)
 
 
+TASKS_SHOWN = 50
+NEEDS_A_LOOK = (TaskStatus.ACTIVE, TaskStatus.FAILED, TaskStatus.SOFT_FAILED)
+
+
+def tasks_worth_showing(tasks: list[Task], limit: int = TASKS_SHOWN) -> list[Task]:
+    """What the task table shows of a big job: running and failing tasks, then the others,
+    ``limit`` in all and in task order (the page polls; all of them are in the API)."""
+    if len(tasks) <= limit:
+        return tasks
+    first = [t for t in tasks if t.status in NEEDS_A_LOOK][:limit]
+    rest = [t for t in tasks if t.status not in NEEDS_A_LOOK][: limit - len(first)]
+    return sorted(first + rest, key=lambda t: t.task_order)
+
+
 def job_detail(session: Session, job: Job) -> JobDetail:
     tasks = _tasks(session, job.id or 0)
     outputs = _outputs(session, job.id or 0)
@@ -271,7 +286,8 @@ def job_detail(session: Session, job: Job) -> JobDetail:
     recent = [t.seconds for t in times[-RECENT_FRAMES:]]
     return JobDetail(
         summary=summarize(session, job, tasks=tasks, outputs=outputs),
-        tasks=_task_rows(session, tasks, names),
+        tasks=_task_rows(session, tasks_worth_showing(tasks), names),
+        tasks_total=len(tasks),
         cells=frame_cells(tasks, outputs, times, names),
         outputs=outputs,
         frames=frames,

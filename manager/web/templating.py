@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 from manager import __version__
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+OUTPUTS_WHILE_RENDERING = 30  # the job page polls; a long list waits until the job is done
 
 
 def ago(moment: datetime | None, now: datetime | None = None) -> str:
@@ -61,6 +62,7 @@ def make_templates() -> Jinja2Templates:
     env = templates.env
     env.filters.update(ago=ago, duration=duration, timestamp=timestamp, filesize=filesize)
     env.globals["version"] = __version__
+    env.globals["OUTPUTS_WHILE_RENDERING"] = OUTPUTS_WHILE_RENDERING
     return templates
 
 

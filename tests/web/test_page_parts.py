@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 import manager.web
+from manager.models import Task
 from manager.web.blendinfo import read_blend_info
 from manager.web.eta import estimate_eta, frame_times, job_eta
+from manager.web.job_view import tasks_worth_showing
 from manager.web.templating import ago, duration, filesize
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -71,3 +73,20 @@ def test_the_vendored_htmx_is_the_published_one_with_its_licence():
     static = Path(manager.web.__file__).parent / "static"
     assert hashlib.sha256((static / "htmx.min.js").read_bytes()).hexdigest() == HTMX_2_0_11_SHA256
     assert "Zero-Clause BSD" in (static / "htmx.LICENSE").read_text()
+
+
+def test_a_big_jobs_task_table_shows_running_and_failing_tasks_first():
+    statuses = ["completed"] * 80 + ["active", "failed"] + ["queued"] * 18
+    tasks = [
+        Task(id=n, job_id=1, name=f"render-{n}", type="blender", task_order=n, status=status)
+        for n, status in enumerate(statuses)
+    ]
+    shown = tasks_worth_showing(tasks, limit=5)
+    assert [(t.task_order, t.status) for t in shown] == [
+        (0, "completed"),
+        (1, "completed"),
+        (2, "completed"),
+        (80, "active"),
+        (81, "failed"),
+    ]
+    assert tasks_worth_showing(tasks[:5], limit=5) == tasks[:5]
