@@ -18,7 +18,7 @@ from runner.board import RunnerBoard
 from runner.client import ManagerClient
 from runner.commands import TaskContext, run_command
 from runner.devices import CyclesDevice, DeviceChoice
-from runner.errors import ManagerUnreachable, RunnerError
+from runner.errors import ManagerRejected, ManagerUnreachable, RunnerError
 from runner.progress import TaskProgress, watch_task
 from runner.reports import ReportQueue
 from runner.versions import BlenderShelf
@@ -95,6 +95,8 @@ class Runner:
         self.heartbeat_interval = 5.0
         self._done = 0
         self._done_lock = threading.Lock()
+        self._register_lock = threading.Lock()
+        self.fatal: RunnerError | None = None
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -123,6 +125,8 @@ class Runner:
         self.reports.close()
         self.board.set_state("stopped")
         log.info("runner %s stopped", self.name)
+        if self.fatal is not None:
+            raise self.fatal
 
     def _send_leftover_reports(self) -> None:
         """Reports a previous run left (a crash, a manager that stayed away) go out before
@@ -156,6 +160,18 @@ class Runner:
             try:
                 task = self._claim_until_stopped()
                 failures = 0
+            except ManagerRejected as exc:
+                with self._done_lock:
+                    self._done -= 1
+                if exc.code != "runner_not_found":
+                    # A revoked key or the like: nothing a retry would change.
+                    self.fatal = exc
+                    self.stop.request()
+                    break
+                log.warning("the manager forgot this runner (%s); registering again", exc)
+                with self._register_lock:
+                    self.register()
+                continue
             except ManagerUnreachable as exc:
                 with self._done_lock:
                     self._done -= 1
@@ -298,13 +314,16 @@ class Runner:
             result, reason = "released", str(exc)
             log.warning("task %s handed back: %s", task_id, reason)
             self.reports.put("release", task_id, reason=reason)
-        except (BlenderError, RunnerError) as exc:
+        except Exception as exc:  # a bug must fail the task, not end this slot's loop
             if progress.stopped or self.stop.abort.is_set():
                 result = "released"
                 reason = progress.stop_reason or "the runner is shutting down"
                 self.reports.put("release", task_id, reason=reason)
             else:
                 result, reason = "failed", str(exc)
+                if not isinstance(exc, BlenderError | RunnerError):
+                    log.exception("unexpected error in task %s", task_id)
+                    reason = f"the runner failed: {type(exc).__name__}: {exc}"
                 log.error("task %s failed: %s", task_id, reason)
                 self.reports.put("fail", task_id, reason=reason)
         finally:
