@@ -120,6 +120,10 @@ def test_render_wrangling_in_the_browser(
     page.get_by_role("button", name="Show the log of render-1,2").click()
     expect(page.locator("#log-title")).to_contain_text("render-1,2")
     expect(page.locator("pre.log")).not_to_be_empty()
+    # hovering a frame (or focusing it) tells who rendered it and how long it took
+    page.locator("#cell-2").hover()
+    tip = page.locator("#cell-2").evaluate("c => getComputedStyle(c, '::after').content")
+    assert re.fullmatch(r'"frame 2, done, on node-web, \d+\.\d s"', tip), tip
     page.screenshot(path=screenshots / "03-job-completed.png", full_page=True)
     assert not low_contrast(page), low_contrast(page)
 
