@@ -34,6 +34,7 @@ from manager.signals import WorkSignal
 from manager.storage import Storage
 from manager.sweeper import sweep
 from manager.web import install_web
+from manager.work_relay import PostgresWorkRelay, libpq_conninfo
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,12 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
         await run_in_threadpool(migrate, engine)
         storage.create_folders()
         signal.bind(asyncio.get_running_loop())
+        relay = None
+        if engine.dialect.name == "postgresql":  # other managers may share the database
+            relay = PostgresWorkRelay(libpq_conninfo(engine.url), signal.notify_here)
+            signal.publish = relay.publish
+            relay.start()
+        app.state.work_relay = relay
         sweeper = asyncio.create_task(_sweep_forever(app))
         log.info(
             "manager ready: database %s, storage %s",
@@ -62,6 +69,9 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            if relay is not None:
+                signal.publish = None
+                await run_in_threadpool(relay.stop)
             engine.dispose()
 
     app = FastAPI(

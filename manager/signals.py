@@ -11,18 +11,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 
 
 class WorkSignal:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: deque[asyncio.Future[int]] = deque()
+        self.publish: Callable[[int | None], None] | None = None
+        """Also tells other manager processes (``PostgresWorkRelay.publish``), when set."""
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
     def notify(self, count: int | None = None) -> None:
-        """Wake ``count`` waiters (all when None). Safe to call from any thread."""
+        """Wake ``count`` waiters (all when None), here and in other managers. Any thread."""
+        if count is not None and count <= 0:
+            return
+        self.notify_here(count)
+        if self.publish is not None:
+            self.publish(count)
+
+    def notify_here(self, count: int | None = None) -> None:
+        """Wake ``count`` of this process's waiters (all when None). Safe from any thread."""
         if count is not None and count <= 0:
             return
         if self._loop is not None and not self._loop.is_closed():
@@ -36,6 +47,11 @@ class WorkSignal:
             if not waiter.done():
                 waiter.set_result(budget)
                 woken += 1
+
+    @property
+    def waiting(self) -> int:
+        """How many runners wait for work right now."""
+        return sum(not waiter.done() for waiter in self._waiters)
 
     def ticket(self) -> asyncio.Future[int]:
         """Join the queue now, before looking for work, so that no wake-up is missed."""

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from pathlib import Path
 
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from manager.app import create_app
+from manager.db import make_engine, session_scope
+from manager.settings import ManagerSettings
 from manager.signals import WorkSignal
+from tests.manager.conftest import Farm
+from tests.manager.factories import make_job
 
 
 def test_notify_wakes_the_oldest_waiters_only():
@@ -59,3 +71,49 @@ def test_discarding_a_woken_ticket_hands_the_wake_up_on():
         return await second_wait
 
     assert asyncio.run(scenario()) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_work_made_on_one_manager_wakes_runners_waiting_on_another(
+    farm: Farm, manager_settings: ManagerSettings, tmp_path: Path
+):
+    """Two manager processes' worth of apps on one PostgreSQL: LISTEN/NOTIFY between them."""
+    engine = make_engine(manager_settings.database_url)
+    with session_scope(engine) as session:
+        make_job(session, tasks=2, task_type="misc", chain=True)
+    engine.dispose()
+    other_settings = manager_settings.model_copy(update={"storage": tmp_path / "other"})
+    with TestClient(create_app(other_settings)) as other:
+        assert other.app.state.work_relay.listening.wait(10)  # type: ignore[attr-defined]
+        assert farm.client.app.state.work_relay.listening.wait(10)  # type: ignore[attr-defined]
+        key = farm.auth(farm.runner_key)
+        here, there = (
+            client.post(
+                "/api/runner/register", json={"name": name, "task_types": ["misc"]}, headers=key
+            ).json()["id"]
+            for client, name in ((farm.client, "here"), (other, "there"))
+        )
+        first = farm.client.post(f"/api/runner/{here}/claim", params={"wait": 0}, headers=key)
+        assert first.status_code == 200, first.text
+        answer: list[tuple[float, Response]] = []
+
+        def wait_for_work() -> None:
+            reply = other.post(f"/api/runner/{there}/claim", params={"wait": 15}, headers=key)
+            answer.append((time.monotonic(), reply))
+
+        waiter = threading.Thread(target=wait_for_work)
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while other.app.state.work_signal.waiting == 0 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.05)  # until the runner on the other manager waits in its long poll
+        time.sleep(0.2)
+        done_at = time.monotonic()
+        finished = farm.client.post(
+            f"/api/runner/{here}/tasks/{first.json()['id']}/complete", headers=key
+        )
+        assert finished.status_code == 204, finished.text
+        waiter.join(20)
+    ((answered_at, second),) = answer
+    assert second.status_code == 200 and second.json()["name"] == "render-2"
+    # Without the relay the other manager finds the task only at its 5 s re-look.
+    assert answered_at - done_at < 2.0, f"woken after {answered_at - done_at:.2f} s"
