@@ -103,21 +103,24 @@ def bulk(
     background: BackgroundTasks,
     action: Annotated[str, Form()],
     job_id: Annotated[list[int] | None, Form()] = None,
-    priority: Annotated[int | None, Form(ge=0, le=100)] = None,
+    priority: Annotated[str, Form(max_length=10)] = "",
 ) -> HTMLResponse:
     """One action on every ticked job; each succeeds or fails on its own."""
     if not job_id:
         return flash(request, "Tick one or more jobs first.", kind="error")
     if action != "priority" and action not in BULK_ACTIONS:
         return flash(request, f"Unknown action {action!r}.", kind="error")
+    # the priority box is sent, usually empty, with every action; only this one reads it
+    level = int(priority) if priority.strip().isdigit() else None
+    if action == "priority" and (level is None or level > 100):
+        return flash(request, "Enter a priority between 0 and 100 first.", kind="error")
     done, problems = 0, []
     for one in job_id:
         try:
             job = get_job_for(session, one, user)
             if action == "priority":
-                if priority is None:
-                    raise FarmError("enter a priority between 0 and 100")
-                set_priority(job, priority)
+                assert level is not None
+                set_priority(job, level)
                 session.add(job)
             else:
                 BULK_ACTIONS[action](session, job)

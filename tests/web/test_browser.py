@@ -167,6 +167,17 @@ def test_render_wrangling_in_the_browser(
     expect(page.locator("#flash")).to_contain_text("Canceled")
     page.screenshot(path=screenshots / "05-job-canceled.png", full_page=True)
     assert not low_contrast(page), low_contrast(page)
+    # a bulk action from the list: delete the canceled job (the page asks first)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs").click()
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: asked.append(dialog.message))
+    page.get_by_label("Select job waits for a gpu").check()
+    page.get_by_label("With ticked jobs").select_option("delete")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#flash")).to_contain_text("Delete: 1 job(s) done.")
+    expect(page.locator(f"#job-{waiting['id']}")).to_have_count(0)
+    expect(page.locator(f"#job-{job_id}")).to_contain_text("completed")
+    assert asked == ["Delete 1 job(s)? Their frames go too."]
     page.get_by_role("link", name="Runners").click()
     expect(page.locator("#runner-rows")).to_contain_text("node-web")
     page.screenshot(path=screenshots / "06-runners.png", full_page=True)

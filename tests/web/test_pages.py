@@ -160,10 +160,26 @@ def test_actions_change_the_job_and_say_so(web_farm: WebFarm, rendering_job: int
 def test_bulk_action_reports_each_job(web_farm: WebFarm, rendering_job: int):
     answer = web_farm.client.post(
         "/jobs/bulk",
-        data={"action": "cancel", "job_id": [str(rendering_job), "999999"]},
+        data={"action": "cancel", "job_id": [str(rendering_job), "999999"], "priority": ""},
         headers=web_farm.as_key(web_farm.artist_key),
     )
     assert "1 job(s) done" in answer.text and "job 999999: there is no job" in answer.text
+    headers = web_farm.as_key(web_farm.artist_key)
+    ticked = {"job_id": [str(rendering_job)]}
+    for priority in ("", "high", "101"):
+        refused = web_farm.client.post(
+            "/jobs/bulk",
+            data={**ticked, "action": "priority", "priority": priority},
+            headers=headers,
+        )
+        assert "Enter a priority between 0 and 100" in refused.text, priority
+    raised = web_farm.client.post(
+        "/jobs/bulk", data={**ticked, "action": "priority", "priority": "70"}, headers=headers
+    )
+    assert "Priority: 1 job(s) done." in raised.text
+    with web_farm.session() as session:
+        job = session.get(Job, rendering_job)
+        assert job is not None and job.priority == 70
 
 
 def test_runners_page_and_admin_pages(web_farm: WebFarm, rendering_job: int):

@@ -131,3 +131,17 @@ document.addEventListener("htmx:afterSettle", () => {
   const submit = document.getElementById("submit-form");
   if (submit && submit.querySelector("#job-type")) showJobType(submit);
 });
+
+// Bulk cancel and delete ask first: they reach every ticked job at once.
+document.addEventListener("htmx:confirm", (event) => {
+  const form = event.detail.elt;
+  if (form.id !== "bulk-form") return;
+  const action = form.elements.action.value;
+  if (action !== "delete" && action !== "cancel") return;
+  event.preventDefault();
+  const count = form.querySelectorAll("input[name=job_id]:checked").length;
+  const what = action === "delete" ? "Delete" : "Cancel";
+  if (window.confirm(`${what} ${count} job(s)? ${action === "delete" ? "Their frames go too." : ""}`)) {
+    event.detail.issueRequest(true);
+  }
+});
