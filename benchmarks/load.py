@@ -1,0 +1,229 @@
+"""Load: simulated runners heartbeating and claiming, and web viewers polling, at once.
+
+    python -m benchmarks.load [--runners 200] [--viewers 50] [--seconds 120] [--db URL]
+
+One real manager (uvicorn, one process) on SQLite, or on the database ``--db`` names. Every
+simulated runner registers, heartbeats every 5 s, long-polls for a task, reports progress
+once, "works" for ``--work-ms`` and completes it; every viewer polls like the web page does,
+every 1.5 s: the jobs list page, one job's page, its tasks and the JSON jobs list. Prints, per
+kind of request, how many were made, p50 / p99 / max latency and errors. A claim's time
+includes its long poll only when no task was waiting, so claims are listed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Awaitable
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import insert
+from sqlmodel import Session
+
+from benchmarks.common import percentile, running_manager
+from manager.db import make_engine
+from manager.models import Job, Task, utcnow
+from shared.wire import TaskType
+
+HEARTBEAT_S = 5.0
+VIEWER_PERIOD_S = 1.5
+
+
+def create_jobs(db_url: str, jobs: int, tasks: int) -> list[int]:
+    """Jobs of independent ``misc`` tasks, inserted in bulk."""
+    engine = make_engine(db_url)
+    ids = []
+    now = utcnow()
+    with Session(engine) as session:
+        for number in range(jobs):
+            job = Job(
+                name=f"load-{number}",
+                frames=f"1-{tasks}",
+                frame_count=tasks,
+                chunk_size=1,
+                blend_file="-",
+                job_type="echo-sleep-test",
+            )
+            session.add(job)
+            session.flush()
+            assert job.id is not None
+            ids.append(job.id)
+            rows = [
+                {
+                    "job_id": job.id,
+                    "name": f"step-{n + 1}",
+                    "type": TaskType.MISC,
+                    "task_order": n,
+                    "frames": [],
+                    "commands": [],
+                    "updated_at": now,
+                }
+                for n in range(tasks)
+            ]
+            session.execute(insert(Task), rows)
+        session.commit()
+    engine.dispose()
+    return ids
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = defaultdict(list)
+        self.errors: dict[str, list[str]] = defaultdict(list)
+
+    async def call(
+        self, kind: str, request: Awaitable[httpx.Response], ok: tuple[int, ...]
+    ) -> httpx.Response | None:
+        started = time.perf_counter()
+        try:
+            response = await request
+        except httpx.HTTPError as error:
+            self.errors[kind].append(repr(error))
+            return None
+        self.times[kind].append((time.perf_counter() - started) * 1000)
+        if response.status_code not in ok:
+            self.errors[kind].append(f"{response.status_code} {response.text[:200]}")
+            return None
+        return response
+
+
+async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key: str,
+                   job_ids: list[int]) -> Recorder:  # fmt: skip
+    record = Recorder()
+    deadline = time.monotonic() + args.seconds
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    timeout = httpx.Timeout(60.0)
+    runners = httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {runner_key}"}, limits=limits,
+        timeout=timeout,
+    )  # fmt: skip
+    viewers = httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {user_key}"}, limits=limits,
+        timeout=timeout,
+    )  # fmt: skip
+
+    async def heartbeat(runner_id: int) -> None:
+        await asyncio.sleep(random.uniform(0, HEARTBEAT_S))
+        while time.monotonic() < deadline:
+            await record.call(
+                "heartbeat", runners.post(f"/api/runner/{runner_id}/heartbeat", json={}), (200,)
+            )
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def runner(index: int) -> None:
+        reply = await record.call(
+            "register",
+            runners.post(
+                "/api/runner/register", json={"name": f"load-{index:03d}", "task_types": ["misc"]}
+            ),
+            (200, 201),
+        )
+        if reply is None:
+            return
+        runner_id = reply.json()["id"]
+        beating = asyncio.create_task(heartbeat(runner_id))
+        while time.monotonic() < deadline:
+            wait = max(0.0, min(5.0, deadline - time.monotonic()))
+            claim = await record.call(
+                "claim (long poll)",
+                runners.post(f"/api/runner/{runner_id}/claim", params={"wait": wait}),
+                (200, 204),
+            )
+            if claim is None or claim.status_code == 204:
+                continue
+            task = claim.json()
+            base = f"/api/runner/{runner_id}/tasks/{task['id']}"
+            body = {"frames_done": 0, "activity": "working", "log": ["started"]}
+            await record.call("progress", runners.post(f"{base}/progress", json=body), (200,))
+            await asyncio.sleep(args.work_ms / 1000)
+            await record.call("complete", runners.post(f"{base}/complete"), (204,))
+        await beating
+
+    async def viewer(index: int) -> None:
+        await asyncio.sleep(random.uniform(0, VIEWER_PERIOD_S))
+        while time.monotonic() < deadline:
+            job_id = random.choice(job_ids)
+            await record.call("page: jobs list", viewers.get("/jobs"), (200,))
+            await record.call("page: job", viewers.get(f"/jobs/{job_id}"), (200,))
+            await record.call("api: job tasks", viewers.get(f"/api/jobs/{job_id}/tasks"), (200,))
+            await record.call("api: jobs", viewers.get("/api/jobs", params={"limit": 50}), (200,))
+            await asyncio.sleep(VIEWER_PERIOD_S)
+
+    try:
+        await asyncio.gather(
+            *(runner(i) for i in range(args.runners)), *(viewer(i) for i in range(args.viewers))
+        )
+    finally:
+        await runners.aclose()
+        await viewers.aclose()
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runners", type=int, default=200)
+    parser.add_argument("--viewers", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--tasks", type=int, default=250, help="tasks per job")
+    parser.add_argument("--work-ms", type=float, default=50.0, help="simulated work per task")
+    parser.add_argument("--db", help="database (default: SQLite in the work folder)")
+    parser.add_argument("--workdir", type=Path, help="keep the manager's files and log here")
+    args = parser.parse_args()
+    console = Console()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_manager(args.workdir or Path(tmp), args.db) as manager,
+    ):
+        job_ids = create_jobs(manager.db_url, args.jobs, args.tasks)
+        load_before = os.getloadavg()[0]
+        record = asyncio.run(
+            simulate(args, manager.url, manager.runner_key, manager.user_key, job_ids)
+        )
+        load_after = os.getloadavg()[0]
+    database = "PostgreSQL" if args.db and args.db.startswith("postgresql") else "SQLite"
+    table = Table(
+        title=f"load on {database}: {args.runners} runners, {args.viewers} viewers, "
+        f"{args.seconds:g} s"
+    )
+    for column in ("requests", "count", "per s", "p50 ms", "p99 ms", "max ms", "errors"):
+        table.add_column(column, justify="right")
+    api: list[float] = []
+    for kind in sorted(set(record.times) | set(record.errors)):
+        times = record.times.get(kind, [])
+        if kind != "claim (long poll)":
+            api += times
+        table.add_row(
+            kind,
+            str(len(times)),
+            f"{len(times) / args.seconds:.1f}",
+            f"{percentile(times, 50):.1f}",
+            f"{percentile(times, 99):.1f}",
+            f"{max(times, default=0):.1f}",
+            str(len(record.errors.get(kind, []))),
+        )
+    table.add_row(
+        "all but claims",
+        str(len(api)),
+        f"{len(api) / args.seconds:.1f}",
+        f"{percentile(api, 50):.1f}",
+        f"{percentile(api, 99):.1f}",
+        f"{max(api, default=0):.1f}",
+        str(sum(len(e) for k, e in record.errors.items() if k != "claim (long poll)")),
+    )
+    console.print(table)
+    for kind, errors in record.errors.items():
+        console.print(f"[red]{kind}: {len(errors)} errors, first: {errors[0]}")
+    console.print(f"load average (1 min) before {load_before:.1f}, after {load_after:.1f}")
+
+
+if __name__ == "__main__":
+    main()
