@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.slots < 1:
         return _fail("--slots must be 1 or more")
+    # FFmpeg's probe runs while Blender starts: both are subprocesses, start-up adds up.
+    video_probe = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ffmpeg-probe")
+    video = video_probe.submit(probe_video, args.ffmpeg)
+    video_probe.shutdown(wait=False)
     try:
         local = local_blenders(blender_paths(args.blender))
         if not local:
@@ -186,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     reports = ReportQueue(
         workspace.root / "reports", client, on_state=lambda n, ok: board.set_reports(n, ok)
     )
-    ffmpeg, capabilities = probe_video(args.ffmpeg)
+    ffmpeg, capabilities = video.result()
     slot_devices = split_for_slots(choice, args.slots)
     board.describe(
         name=args.name,

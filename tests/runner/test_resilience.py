@@ -64,8 +64,8 @@ def test_a_runner_that_crashed_sends_its_finished_task_before_registering_again(
     wait_for(lambda: "task 1 completed" in runner_log.read_text(), 60, "the render", farm)
     runner.kill()  # a crash: the completion is only on disk
     runner.wait()
+    farm.start_runner("node-1", "--blender", sys.executable)  # back before the manager
     farm.start_manager()
-    farm.start_runner("node-1", "--blender", sys.executable)
 
     def finished() -> dict | None:
         status = farm.get(f"/api/jobs/{job['id']}")
