@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from framefarm.cli import main
 from manager.blender_versions import BlenderVersions, this_platform
 from manager.errors import InvalidInput
 from tests.manager.conftest import Farm
@@ -87,20 +86,25 @@ def test_bad_builds_are_refused_and_nothing_is_kept(
     assert not versions.folder.exists() or list(versions.folder.iterdir()) == []
 
 
-def test_the_cli_adds_and_lists_builds(tmp_path: Path) -> None:
-    def manager(*args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "framefarm", "manager", "--storage", str(tmp_path / "s")]
-        argv += ["--db", str(tmp_path / "f.db"), "blender", *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+def test_the_cli_adds_and_lists_builds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("manager.cli.configure_logging", lambda *args: None)
 
-    added = manager("add", str(launcher_folder(tmp_path)), "--version", "3.4.1")
-    assert added.returncode == 0, added.stderr
-    assert added.stdout.startswith(f"stored Blender 3.4.1 for {this_platform()}: ")
-    listed = manager("list")
-    assert listed.stdout.split()[:2] == ["3.4.1", this_platform()]
-    refused = manager("add", str(tmp_path / "nothing-here"))
-    assert refused.returncode == 1
-    assert "error: " in refused.stderr and "does not exist" in refused.stderr
+    def manager(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        base = ["manager", "--storage", str(tmp_path / "s"), "--db", str(tmp_path / "f.db")]
+        code = main([*base, "blender", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = manager("add", str(launcher_folder(tmp_path)), "--version", "3.4.1")
+    assert code == 0, err
+    assert out.startswith(f"stored Blender 3.4.1 for {this_platform()}: ")
+    assert manager("list")[1].split()[:2] == ["3.4.1", this_platform()]
+    code, _, err = manager("add", str(tmp_path / "nothing-here"))
+    assert code == 1
+    assert err.startswith("error: ") and "does not exist" in err
 
 
 def test_users_list_builds_and_runners_download_them(farm: Farm, tmp_path: Path) -> None:
