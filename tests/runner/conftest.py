@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,3 +29,16 @@ def slow_scene(
 def farm(tmp_path: Path) -> Iterator[RunnerFarm]:
     with running_farm(tmp_path) as farm:
         yield farm
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The runner sets up the root logger; put pytest's handlers back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)

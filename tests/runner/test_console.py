@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
-import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
+from framefarm.cli import main
 from runner.board import RunnerBoard
 from runner.console import draw_board, format_seconds, setup_logging, task_eta, wants_live_console
 
@@ -106,31 +107,28 @@ def test_the_live_screen_is_only_for_terminals() -> None:
     assert not wants_live_console(True, sys.stdout)
 
 
-def test_plain_logs_go_to_the_log_file_and_the_board(tmp_path: Path) -> None:
+def test_plain_logs_go_to_the_log_file_and_the_board(tmp_path: Path, restore_logging: None) -> None:
     board = RunnerBoard()
     log_file = tmp_path / "logs" / "runner.log"
-    try:
-        setup_logging(board, live=True, log_file=log_file)
-        logging.getLogger("framefarm.runner").warning("manager unreachable")
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        assert [line.message for line in board.snapshot().log] == ["manager unreachable"]
-        assert log_file.read_text().rstrip().endswith("WARNING manager unreachable")
-    finally:
-        for handler in logging.getLogger().handlers[:]:
-            handler.close()
-            logging.getLogger().removeHandler(handler)
+    setup_logging(board, live=True, log_file=log_file)
+    logging.getLogger("framefarm.runner").warning("manager unreachable")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    assert [line.message for line in board.snapshot().log] == ["manager unreachable"]
+    assert log_file.read_text().rstrip().endswith("WARNING manager unreachable")
 
 
-def test_runner_off_a_terminal_prints_plain_lines(tmp_path: Path) -> None:
-    # No Rich screen codes when stdout is a pipe; the error is a plain line on stderr.
-    done = subprocess.run(
-        [sys.executable, "-m", "framefarm", "runner", "--manager", "http://127.0.0.1:9",
-         "--api-key", "ff_x", "--blender", "/nonexistent/blender",
-         "--log-file", str(tmp_path / "r.log")],
-        capture_output=True, text=True, timeout=60,
+def test_runner_off_a_terminal_prints_plain_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    # No Rich screen codes when stdout is not a terminal (as under pytest); the error is a
+    # plain line on stderr and in the log file.
+    code = main(
+        ["runner", "--manager", "http://127.0.0.1:9", "--api-key", "ff_x",
+         "--blender", "/nonexistent/blender", "--log-file", str(tmp_path / "r.log")]
     )  # fmt: skip
-    assert done.returncode == 2
-    assert "\x1b[" not in done.stdout + done.stderr
-    assert "error: /nonexistent/blender was not found" in done.stderr
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "\x1b[" not in out + err
+    assert "error: /nonexistent/blender was not found" in err
     assert "ERROR   /nonexistent/blender was not found" in (tmp_path / "r.log").read_text()

@@ -6,12 +6,12 @@ There is no GPU on the test machine: GPU lists are built by hand for the choice 
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from framefarm.cli import main
 from runner.blender import BlenderBackend, build_render_argv
 from runner.devices import (
     CyclesDevice,
@@ -103,13 +103,13 @@ def test_render_argv_names_the_device_and_its_gpus(bpy_backend: BlenderBackend) 
 
 
 @pytest.mark.blender
-def test_a_runner_asked_for_a_gpu_it_lacks_refuses_to_start(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "framefarm", "runner", "--manager", "http://127.0.0.1:9",
-         "--api-key", "ff_x", "--blender", sys.executable, "--gpu", "OPTIX",
-         "--workdir", str(tmp_path / "w")],
-        capture_output=True, text=True, timeout=120,
-        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+def test_a_runner_asked_for_a_gpu_it_lacks_refuses_to_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    code = main(
+        ["runner", "--manager", "http://127.0.0.1:9", "--api-key", "ff_x",
+         "--blender", sys.executable, "--gpu", "OPTIX", "--workdir", str(tmp_path / "w")]
     )  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    assert "error: --gpu OPTIX: Blender found no OPTIX device (found: CPU " in done.stderr
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "error: --gpu OPTIX: Blender found no OPTIX device (found: CPU " in err
