@@ -48,7 +48,7 @@ RULES: list[tuple[str, str]] = [
     (r"/api/blobs/(missing|\{sha256\})", USER),
     (r"/api/auth/(me|logout|password/change|keys|keys/\{key_id\})", USER),
     # the web page: signed-out browsers are sent to /signin instead of getting a 401
-    (r"/|/signin|/static/\{name\}", PUBLIC),
+    (r"/|/signin(/register)?|/static/\{name\}", PUBLIC),
     (r"/jobs/\{job_id\}(/.*)?", OWNER_PAGE),
     (r"/jobs(/rows|/bulk|/new|/new/inspect)?|/runners(/rows)?", PAGE),
     (r"/runners/\{runner_id\}/(enable|disable|tags)|/admin(/.*)?", ADMIN_PAGE),

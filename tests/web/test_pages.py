@@ -341,3 +341,21 @@ def test_the_polled_list_summarizes_jobs_as_the_job_page_does(
         (s.owner_email, s.runners_working, s.eta_seconds) for s in one_by_one
     ]
     assert batched[0].eta_seconds == 30.0 and batched[1].job.blocklist[0].reason == "failed 3"
+
+
+def test_sign_up_when_the_farm_takes_registrations(web_farm: WebFarm):
+    assert "Create an account" not in web_farm.client.get("/signin").text
+    with web_farm.session() as session:
+        set_setting(session, "localauth", "on")
+        set_setting(session, "registration", "on")
+        session.commit()
+    assert "Create an account" in web_farm.client.get("/signin").text
+    form = {"email": "new@example.com", "name": "New Artist", "next": "/jobs/new"}
+    weak = web_farm.client.post("/signin/register", data={**form, "password": "short"})
+    assert weak.status_code == 422 and 'id="signup-error"' in weak.text
+    assert '<details class="signup" open>' in weak.text
+    made = web_farm.client.post(
+        "/signin/register", data={**form, "password": "a long enough password"}
+    )
+    assert made.status_code == 200 and made.url.path == "/jobs/new"  # followed, signed in
+    assert "New Artist" in made.text and "Choose the .blend to render" in made.text
