@@ -14,6 +14,7 @@ from manager.deps import SessionDep
 from manager.errors import FarmError
 from manager.farm_settings import SPECS, get_setting, masked_value, set_setting
 from manager.models import User
+from manager.schemas import RowId
 from manager.users import get_user, set_admin
 from manager.web.access import WebAdmin
 from manager.web.templating import flash, render
@@ -42,7 +43,7 @@ def user_rows(request: Request, admin: WebAdmin, session: SessionDep) -> HTMLRes
 @router.post("/admin/users/{user_id}/admin", response_class=HTMLResponse)
 def toggle_admin(
     request: Request,
-    user_id: int,
+    user_id: RowId,
     admin: WebAdmin,
     session: SessionDep,
     make: Annotated[bool, Form()] = True,
@@ -94,7 +95,9 @@ def key_rows(request: Request, admin: WebAdmin, session: SessionDep) -> HTMLResp
 
 
 @router.post("/admin/keys/{key_id}/revoke", response_class=HTMLResponse)
-def revoke_key(request: Request, key_id: int, admin: WebAdmin, session: SessionDep) -> HTMLResponse:
+def revoke_key(
+    request: Request, key_id: RowId, admin: WebAdmin, session: SessionDep
+) -> HTMLResponse:
     record = revoke_api_key(session, get_api_key(session, key_id))
     session.commit()
     return flash(

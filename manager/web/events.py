@@ -33,6 +33,7 @@ from manager.auth.sessions import find_session, session_token
 from manager.errors import FarmError, Forbidden, Unauthorized, error_response
 from manager.jobs import get_job_for, task_counts
 from manager.models import Job, Runner, Task, User, utcnow
+from manager.schemas import RowId
 from shared.wire import ApiKeyScope
 
 router = APIRouter()
@@ -186,7 +187,7 @@ async def _until_closed(websocket: WebSocket) -> None:
 
 
 @router.websocket("/api/jobs/ws")
-async def job_events(websocket: WebSocket, job_id: int | None = None) -> None:
+async def job_events(websocket: WebSocket, job_id: RowId | None = None) -> None:
     try:
         watch = await run_in_threadpool(_open_watch, websocket, job_id)
     except FarmError as exc:

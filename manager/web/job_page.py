@@ -15,6 +15,7 @@ from manager.job_control import cancel_job, delete_job, pause_job, requeue_job, 
 from manager.job_control import set_priority as set_job_priority
 from manager.jobs import get_job_for
 from manager.models import Job, JobFile, Output, Task
+from manager.schemas import RowId
 from manager.storage import Storage, safe_relative_path
 from manager.web.access import WebUser
 from manager.web.blendinfo import blend_info_of_blob
@@ -48,7 +49,7 @@ def _blend_info(session: Session, storage: Storage, job: Job) -> object:
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(
-    request: Request, job_id: int, user: WebUser, session: SessionDep, storage: StorageDep
+    request: Request, job_id: RowId, user: WebUser, session: SessionDep, storage: StorageDep
 ) -> HTMLResponse:
     job = get_job_for(session, job_id, user)
     detail = job_detail(session, job)
@@ -86,7 +87,7 @@ def followed_log(session: Session, storage: Storage, job: Job) -> dict[str, obje
 
 @router.get("/jobs/{job_id}/log", response_class=HTMLResponse)
 def job_log(
-    request: Request, job_id: int, user: WebUser, session: SessionDep, storage: StorageDep
+    request: Request, job_id: RowId, user: WebUser, session: SessionDep, storage: StorageDep
 ) -> HTMLResponse:
     """The log panel while it follows whichever task runs now."""
     job = get_job_for(session, job_id, user)
@@ -94,7 +95,7 @@ def job_log(
 
 
 @router.get("/jobs/{job_id}/live", response_class=HTMLResponse)
-def job_live(request: Request, job_id: int, user: WebUser, session: SessionDep) -> HTMLResponse:
+def job_live(request: Request, job_id: RowId, user: WebUser, session: SessionDep) -> HTMLResponse:
     """The parts of the job page that change while it renders, polled every 1.5 s."""
     detail = job_detail(session, get_job_for(session, job_id, user))
     return render(request, "_job_live.html", {"d": detail, "job": detail.summary.job})
@@ -103,8 +104,8 @@ def job_live(request: Request, job_id: int, user: WebUser, session: SessionDep) 
 @router.get("/jobs/{job_id}/tasks/{task_id}/log", response_class=HTMLResponse)
 def task_log(
     request: Request,
-    job_id: int,
-    task_id: int,
+    job_id: RowId,
+    task_id: RowId,
     user: WebUser,
     session: SessionDep,
     storage: StorageDep,
@@ -121,7 +122,7 @@ def task_log(
     return render(request, "_log.html", context)
 
 
-def log_tail(storage: Storage, job_id: int, task_id: int) -> list[str]:
+def log_tail(storage: Storage, job_id: RowId, task_id: RowId) -> list[str]:
     """The last lines of a task's log, reading only its end (logs of long tasks grow large)."""
     path = storage.task_log_path(job_id, task_id)
     if not path.is_file():
@@ -136,7 +137,7 @@ def log_tail(storage: Storage, job_id: int, task_id: int) -> list[str]:
 @router.post("/jobs/{job_id}/actions/{action}", response_class=HTMLResponse)
 def job_action(
     request: Request,
-    job_id: int,
+    job_id: RowId,
     action: str,
     user: WebUser,
     session: SessionDep,
@@ -166,7 +167,7 @@ def job_action(
 @router.post("/jobs/{job_id}/priority", response_class=HTMLResponse)
 def change_priority(
     request: Request,
-    job_id: int,
+    job_id: RowId,
     user: WebUser,
     session: SessionDep,
     signal: WorkSignalDep,
@@ -182,7 +183,7 @@ def change_priority(
 
 @router.get("/jobs/{job_id}/preview/{name:path}")
 def preview(
-    job_id: int,
+    job_id: RowId,
     name: str,
     user: WebUser,
     session: SessionDep,
@@ -214,7 +215,7 @@ def preview(
 
 @router.get("/jobs/{job_id}/frames.zip")
 def frames_zip(
-    job_id: int, user: WebUser, session: SessionDep, storage: StorageDep
+    job_id: RowId, user: WebUser, session: SessionDep, storage: StorageDep
 ) -> StreamingResponse:
     """Every EXR frame of the job in one zip, streamed as it is written (videos stay out)."""
     job = get_job_for(session, job_id, user)

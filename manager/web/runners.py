@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from manager.admin import get_runner, set_runner_enabled
 from manager.deps import SessionDep, WorkSignalDep
 from manager.models import Job, Runner, Task
+from manager.schemas import RowId
 from manager.web.access import WebAdmin, WebUser
 from manager.web.templating import flash, render
 from shared.wire import RunnerStatus, TaskStatus
@@ -102,7 +103,7 @@ def runners_rows(request: Request, user: WebUser, session: SessionDep) -> HTMLRe
 
 @router.post("/runners/{runner_id}/enable", response_class=HTMLResponse)
 def enable(
-    request: Request, runner_id: int, admin: WebAdmin, session: SessionDep, signal: WorkSignalDep
+    request: Request, runner_id: RowId, admin: WebAdmin, session: SessionDep, signal: WorkSignalDep
 ) -> HTMLResponse:
     runner = get_runner(session, runner_id)
     set_runner_enabled(session, runner, True)
@@ -112,7 +113,9 @@ def enable(
 
 
 @router.post("/runners/{runner_id}/disable", response_class=HTMLResponse)
-def disable(request: Request, runner_id: int, admin: WebAdmin, session: SessionDep) -> HTMLResponse:
+def disable(
+    request: Request, runner_id: RowId, admin: WebAdmin, session: SessionDep
+) -> HTMLResponse:
     runner = get_runner(session, runner_id)
     set_runner_enabled(session, runner, False)
     session.commit()
@@ -125,7 +128,7 @@ def disable(request: Request, runner_id: int, admin: WebAdmin, session: SessionD
 
 @router.get("/runners/{runner_id}/tags", response_class=HTMLResponse)
 def tags_form(
-    request: Request, runner_id: int, admin: WebAdmin, session: SessionDep
+    request: Request, runner_id: RowId, admin: WebAdmin, session: SessionDep
 ) -> HTMLResponse:
     return render(request, "_runner_tags.html", {"runner": get_runner(session, runner_id)})
 
@@ -133,7 +136,7 @@ def tags_form(
 @router.post("/runners/{runner_id}/tags", response_class=HTMLResponse)
 def set_tags(
     request: Request,
-    runner_id: int,
+    runner_id: RowId,
     admin: WebAdmin,
     session: SessionDep,
     signal: WorkSignalDep,

@@ -146,3 +146,14 @@ def test_a_truncated_upload_leaves_nothing_behind(served_manager: ServedManager)
     temp = served_manager.root / "storage" / "temp"
     served_manager.wait_for(lambda: not any(temp.iterdir()), "the temp file to be removed")
     assert not (served_manager.root / "storage" / "blobs" / sha[:2] / sha).exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/jobs/{big}", "/api/jobs/{big}/tasks/{big}/requeue", "/jobs/{big}", "/jobs/{big}/live"],
+)
+def test_ids_no_database_can_hold_are_refused_not_crashed_on(farm: Farm, path: str):
+    url = path.format(big=2**70)
+    method = farm.client.post if url.endswith("requeue") else farm.client.get
+    answer = method(url, headers=farm.auth(farm.user_key))
+    assert answer.status_code == 422, answer.text
