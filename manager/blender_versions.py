@@ -16,11 +16,13 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import zipfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from manager.errors import InvalidInput, NotFound
+from shared.archives import UnsafeArchive, archive_members
 from shared.hashing import is_sha256, sha256_file
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar", ".zip")
@@ -47,16 +49,6 @@ class BlenderBuild:
 
 def _suffix(name: str) -> str | None:
     return next((s for s in ARCHIVE_SUFFIXES if name.lower().endswith(s)), None)
-
-
-def _archive_members(path: Path) -> list[str]:
-    if path.name.lower().endswith(".zip"):
-        import zipfile
-
-        with zipfile.ZipFile(path) as archive:
-            return archive.namelist()
-    with tarfile.open(path) as archive:
-        return [m.name for m in archive.getmembers() if m.isfile() or m.issym()]
 
 
 def _find_entry(members: list[str]) -> str | None:
@@ -130,8 +122,12 @@ class BlenderVersions:
             else:
                 archive = source
             try:
-                members = _archive_members(archive)
-            except (tarfile.TarError, OSError, ValueError) as exc:
+                members = archive_members(archive)
+            except UnsafeArchive as exc:
+                raise InvalidInput(
+                    f"{source.name} is not safe to unpack: {exc}", code="unsafe_archive"
+                ) from exc
+            except (tarfile.TarError, zipfile.BadZipFile, OSError, ValueError) as exc:
                 raise InvalidInput(f"cannot read {source.name}: {exc}", code="bad_archive") from exc
             entry = entry or _find_entry(members)
             if entry is None or entry not in {m.removeprefix("./") for m in members}:

@@ -21,6 +21,7 @@ from typing import Any
 from runner.blender import BlenderBackend, BlenderError, detect_backend
 from runner.client import ManagerClient
 from runner.errors import ManagerRejected
+from shared.archives import UnsafeArchive, unpack
 from shared.hashing import sha256_file
 
 log = logging.getLogger("framefarm.runner")
@@ -134,7 +135,12 @@ class BlenderShelf:
                         f"(SHA-256 {actual}, expected {sha256}); the task will be retried"
                     )
                 unpacked = Path(temp) / "unpacked"
-                shutil.unpack_archive(archive, unpacked, filter="data")
+                try:
+                    unpack(archive, unpacked)
+                except (UnsafeArchive, OSError, ValueError) as exc:
+                    raise BlenderUnavailable(
+                        f"cannot unpack the Blender {build['version']} build: {exc}"
+                    ) from exc
                 shutil.rmtree(target, ignore_errors=True)
                 unpacked.rename(target)
         backend = detect_backend(str(entry))
