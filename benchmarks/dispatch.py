@@ -15,7 +15,9 @@ import asyncio
 import os
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -59,6 +61,7 @@ def create_chained_jobs(db_url: str, jobs: int, tasks: int) -> None:
 async def simulate(url: str, key: str, runners: int, total: int, work_s: float) -> dict:
     ready_at: dict[tuple[int, int], float] = {}
     latencies: list[float] = []
+    problems: Counter[str] = Counter()
     claimed = 0
     first_claim = last_claim = 0.0
     done = asyncio.Event()
@@ -70,15 +73,29 @@ async def simulate(url: str, key: str, runners: int, total: int, work_s: float) 
         timeout=httpx.Timeout(60.0),
     ) as client:
 
+        async def post(path: str, **options: Any) -> httpx.Response:
+            """As a real runner does: a dropped connection or a busy manager is tried again."""
+            for _ in range(50):
+                try:
+                    reply = await client.post(path, **options)
+                except httpx.TransportError as exc:
+                    problems[f"retried after {type(exc).__name__}"] += 1
+                else:
+                    if reply.status_code != 503:
+                        return reply
+                    problems["retried after 503 busy"] += 1
+                await asyncio.sleep(0.2)
+            raise RuntimeError(f"the manager did not answer {path}")
+
         async def runner(index: int) -> None:
             nonlocal claimed, first_claim, last_claim
-            reply = await client.post(
+            reply = await post(
                 "/api/runner/register", json={"name": f"sim-{index:03d}", "task_types": ["misc"]}
             )
             reply.raise_for_status()
             runner_id = reply.json()["id"]
             while not done.is_set():
-                response = await client.post(f"/api/runner/{runner_id}/claim", params={"wait": 5})
+                response = await post(f"/api/runner/{runner_id}/claim", params={"wait": 5})
                 if response.status_code == 204:
                     continue
                 response.raise_for_status()
@@ -91,7 +108,10 @@ async def simulate(url: str, key: str, runners: int, total: int, work_s: float) 
                 first_claim = first_claim or now
                 last_claim = now
                 await asyncio.sleep(work_s)
-                finish = await client.post(f"/api/runner/{runner_id}/tasks/{task['id']}/complete")
+                finish = await post(f"/api/runner/{runner_id}/tasks/{task['id']}/complete")
+                if finish.status_code == 409:  # requeued: the runner was silent too long
+                    problems["tasks taken back (runner silent past the timeout)"] += 1
+                    continue
                 if finish.status_code != 204:
                     raise RuntimeError(f"completing task {task['id']}: {finish.text}")
                 ready_at[(job_id, step + 1)] = time.perf_counter()
@@ -114,6 +134,7 @@ async def simulate(url: str, key: str, runners: int, total: int, work_s: float) 
         "claims": claimed,
         "seconds": last_claim - first_claim,
         "latencies": latencies,
+        "problems": problems,
     }
 
 
@@ -156,6 +177,8 @@ def main() -> None:
     console.print(table)
     # Other work on the machine shares its cores with the manager and the runners.
     console.print(f"load average (1 min) before {load_before:.1f}, after {load_after:.1f}")
+    for problem, count in sorted(result["problems"].items()):
+        console.print(f"{problem}: {count}")
 
 
 if __name__ == "__main__":

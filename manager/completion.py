@@ -122,8 +122,9 @@ def finish_task(
         row = conn.execute(_completion_check(), {"runner": runner_id, "task": task_id}).first()
         check_runner(runner_id, row is not None, row.api_key_id if row else None, key)
         assert row is not None
-        runner = Runner(id=runner_id, name=row.runner_name)
-        check_active(task_id, runner, row.runner_id, row.task_status, row.job_status)
+        check_active(
+            task_id, runner_id, row.runner_name, row.runner_id, row.task_status, row.job_status
+        )
         frames: list[int] = row.frames
         if row.type == "blender":
             delivered = set(

@@ -24,7 +24,7 @@ from manager.models import (
     Task,
     utcnow,
 )
-from manager.scheduler import claim_next_task
+from manager.scheduler import any_task_runnable, claim_next_task
 from manager.schemas import ClaimedJob, ClaimedTask, JobFilePublic
 from shared.wire import JobStatus, RunnerStatus, TaskStatus
 
@@ -80,7 +80,8 @@ def active_task(
     job = session.get(Job, task.job_id) if task is not None else None
     check_active(
         task_id,
-        runner,
+        runner.id,
+        runner.name,
         task.runner_id if task else None,
         task.status if task else None,
         job.status if job else None,
@@ -92,7 +93,8 @@ def active_task(
 
 def check_active(
     task_id: int,
-    runner: Runner,
+    runner_id: int | None,
+    runner_name: str,
     task_runner_id: int | None,
     task_status: str | None,
     job_status: str | None,
@@ -102,8 +104,8 @@ def check_active(
     """Raise unless the task (None: missing) is the runner's, active, and its job goes on."""
     if task_status is None:
         raise NotFound(f"no task {task_id}", code="task_not_found")
-    if task_runner_id != runner.id:
-        raise Conflict(f"task {task_id} is not assigned to runner {runner.name}", code="not_yours")
+    if task_runner_id != runner_id:
+        raise Conflict(f"task {task_id} is not assigned to runner {runner_name}", code="not_yours")
     if task_status != TaskStatus.ACTIVE:
         raise Conflict(
             f"task {task_id} is {task_status}; stop working on it", code="task_not_active"
@@ -120,8 +122,14 @@ def attempt_claim(
     key: ApiKey,
     runner: Runner | None,
     lease_seconds: float,
-) -> tuple[Runner, ClaimedTask | None]:
-    """One claim attempt: the runner (read on the first), kept online, and its new task."""
+    woken: bool = False,
+) -> tuple[Runner, ClaimedTask | None, bool]:
+    """One claim attempt: the runner (read on the first), kept online, and its new task.
+
+    The flag says, when a ``woken`` runner got nothing, whether another runner might take
+    what there is (then the wake-up goes on); usually a runner that finished a task took
+    its successor itself, and waking every waiting runner in turn would be wasted.
+    """
     if runner is None:
         with Session(engine, expire_on_commit=False) as session:
             runner = runner_for(session, runner_id, key)
@@ -135,8 +143,8 @@ def attempt_claim(
     if task_id is None:
         if stale:
             runner.status, runner.last_seen_at = RunnerStatus.IDLE.value, now
-        return runner, None
-    return runner, claimed_task(engine, task_id)
+        return runner, None, woken and any_task_runnable(engine)
+    return runner, claimed_task(engine, task_id), False
 
 
 @cache

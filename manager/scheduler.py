@@ -95,6 +95,26 @@ def _probe() -> Select[tuple[int]]:
 
 
 @cache
+def _any_runnable() -> Select[int | None]:
+    return (
+        select(col(Task.id))
+        .join(Job, col(Job.id) == col(Task.job_id))
+        .where(
+            col(Task.status).in_([s.value for s in TASK_RUNNABLE]),
+            col(Task.pending_dependencies) == 0,
+            col(Job.status).in_([s.value for s in JOB_RUNNABLE]),
+        )
+        .limit(1)
+    )
+
+
+def any_task_runnable(engine: Engine) -> bool:
+    """Whether some runner, not necessarily a given one, could claim a task now (a read)."""
+    with engine.connect() as conn:
+        return conn.execute(_any_runnable()).first() is not None
+
+
+@cache
 def _claim_statements() -> tuple[Update, Update, Update, Update]:
     """Built once: constructing these costs more than running them."""
     candidate = (

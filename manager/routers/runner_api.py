@@ -138,18 +138,19 @@ async def claim(
     while True:
         ticket = signal.ticket()  # queue up before looking, so no wake-up is missed
         with state.metrics.claim_seconds.time():
-            runner, task = await run_in_threadpool(
+            runner, task, others_may = await run_in_threadpool(
                 attempt_claim,
                 state.engine,
                 runner_id,
                 key,
                 runner,
                 settings.runner_timeout,
+                woken_with is not None,
             )
         if task is not None:
             signal.discard(ticket)
             return task
-        if woken_with is not None:
+        if woken_with is not None and others_may:
             signal.pass_on(woken_with)  # woken for work this runner may not take
         remaining = deadline - time.monotonic()
         if remaining <= 0 or await request.is_disconnected():
