@@ -35,6 +35,7 @@ from manager.schemas import (
     OutputPublic,
     OutputsPublic,
     ProgressReply,
+    RowId,
     RunnerRegister,
     RunnerRegistered,
     TaskFailure,
@@ -100,7 +101,7 @@ def register(
 
 @router.post("/{runner_id}/heartbeat", response_model=HeartbeatReply)
 def heartbeat(
-    runner_id: int, key: RunnerKeyDep, session: SessionDep, settings: SettingsDep
+    runner_id: RowId, key: RunnerKeyDep, session: SessionDep, settings: SettingsDep
 ) -> HeartbeatReply:
     """Keep the runner online and extend its task leases."""
     runner = runner_for(session, runner_id, key)
@@ -123,7 +124,7 @@ def heartbeat(
     responses={204: {"description": "no task became runnable while waiting"}},
 )
 async def claim(
-    runner_id: int,
+    runner_id: RowId,
     key: RunnerKeyDep,
     settings: SettingsDep,
     signal: WorkSignalDep,
@@ -163,8 +164,8 @@ async def claim(
 
 @router.post("/{runner_id}/tasks/{task_id}/progress", response_model=ProgressReply)
 def progress(
-    runner_id: int,
-    task_id: int,
+    runner_id: RowId,
+    task_id: RowId,
     body: TaskProgress,
     key: RunnerKeyDep,
     session: SessionDep,
@@ -207,8 +208,8 @@ def _append_log(path: Path, lines: list[str]) -> None:
 
 @router.put("/{runner_id}/tasks/{task_id}/outputs/{name:path}", status_code=201)
 async def upload_output(
-    runner_id: int,
-    task_id: int,
+    runner_id: RowId,
+    task_id: RowId,
     name: str,
     request: Request,
     key: RunnerKeyDep,
@@ -263,8 +264,8 @@ def _record_output(
 
 @router.post("/{runner_id}/tasks/{task_id}/complete", status_code=204)
 async def complete(
-    runner_id: int,
-    task_id: int,
+    runner_id: RowId,
+    task_id: RowId,
     request: Request,
     key: RunnerKeyDep,
     settings: SettingsDep,
@@ -287,8 +288,8 @@ async def complete(
 
 @router.post("/{runner_id}/tasks/{task_id}/fail", status_code=204)
 def fail(
-    runner_id: int,
-    task_id: int,
+    runner_id: RowId,
+    task_id: RowId,
     body: TaskFailure,
     request: Request,
     key: RunnerKeyDep,
@@ -310,8 +311,8 @@ def fail(
 
 @router.post("/{runner_id}/tasks/{task_id}/release", status_code=204)
 def release(
-    runner_id: int,
-    task_id: int,
+    runner_id: RowId,
+    task_id: RowId,
     body: TaskFailure,
     key: RunnerKeyDep,
     session: SessionDep,
@@ -346,7 +347,7 @@ def _job_of_runner(session: Session, runner_id: int, key: ApiKey, job_id: int) -
 
 @router.get("/{runner_id}/jobs/{job_id}/outputs", response_model=OutputsPublic)
 def job_outputs(
-    runner_id: int, job_id: int, key: RunnerKeyDep, session: SessionDep
+    runner_id: RowId, job_id: RowId, key: RunnerKeyDep, session: SessionDep
 ) -> OutputsPublic:
     """The outputs of a job this runner works on (an encode task reads the EXR frames)."""
     _job_of_runner(session, runner_id, key, job_id)
@@ -367,8 +368,8 @@ def job_outputs(
 
 @router.get("/{runner_id}/jobs/{job_id}/outputs/{name:path}", response_class=FileResponse)
 def job_output_file(
-    runner_id: int,
-    job_id: int,
+    runner_id: RowId,
+    job_id: RowId,
     name: str,
     key: RunnerKeyDep,
     session: SessionDep,
