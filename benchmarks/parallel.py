@@ -6,7 +6,8 @@ Renders the same job (N frames, one frame per task, persistent sessions on) with
 using every thread, then with two runners on this machine using half the threads each, and
 the same frames with bare Blender (``-a``, every thread) for reference. Both farm runs get
 the same CPU, so ideally they take the same time: efficiency = time with one runner / time
-with two (above 1 when two half-size renders use the cores better than one full-size one).
+with two (above 1 when two half-size renders use the cores better than one full-size one). Each
+farm set-up runs ``--repeats`` times, alternating which goes first; medians are shown.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -22,9 +24,35 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import running_manager
+from benchmarks.common import Manager, running_manager
 from benchmarks.overhead import FrameCost, make_scene, running_runner, time_bare, time_farm
-from runner.blender import detect_backend
+from runner.blender import BlenderBackend, detect_backend
+
+
+def time_one(
+    manager: Manager,
+    root: Path,
+    backend: BlenderBackend,
+    scene: Path,
+    args: argparse.Namespace,
+    repeat: int,
+) -> float:
+    with running_runner(manager, root, f"solo-{repeat}", backend, args.threads):
+        return time_farm(manager, scene, args.frames, {})
+
+
+def time_two(
+    manager: Manager,
+    root: Path,
+    backend: BlenderBackend,
+    scene: Path,
+    args: argparse.Namespace,
+    repeat: int,
+) -> float:
+    with ExitStack() as stack:
+        for name in (f"pair-a-{repeat}", f"pair-b-{repeat}"):
+            stack.enter_context(running_runner(manager, root, name, backend, args.threads // 2))
+        return time_farm(manager, scene, args.frames, {})
 
 
 def main() -> None:
@@ -33,6 +61,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads in all")
+    parser.add_argument("--repeats", type=int, default=3, help="medians of this many runs")
     parser.add_argument("--blender", default=sys.executable, help="a Blender or a Python with bpy")
     args = parser.parse_args()
     if args.threads < 2 or args.threads % 2:
@@ -44,17 +73,20 @@ def main() -> None:
     try:
         scene = make_scene(backend, root / "scene.blend", cost, root / "home")
         bare = time_bare(backend, scene, root / "bare", args.threads, root / "home")
+        ones: list[float] = []
+        twos: list[float] = []
         with running_manager(root / "manager") as manager:
-            with running_runner(manager, root, "solo", backend, args.threads):
-                one = time_farm(manager, scene, args.frames, {})
-            with ExitStack() as stack:
-                for name in ("pair-a", "pair-b"):
-                    stack.enter_context(
-                        running_runner(manager, root, name, backend, args.threads // 2)
-                    )
-                two = time_farm(manager, scene, args.frames, {})
+            for repeat in range(args.repeats):
+                # Alternate which goes first: the machine's other load drifts.
+                for which in ("one", "two") if repeat % 2 == 0 else ("two", "one"):
+                    if which == "one":
+                        ones.append(time_one(manager, root, backend, scene, args, repeat))
+                    else:
+                        twos.append(time_two(manager, root, backend, scene, args, repeat))
+        console.log(f"one runner: {ones}; two runners: {twos}")
+        one, two = statistics.median(ones), statistics.median(twos)
         title = f"{args.frames} frames, {args.size}², {args.samples} samples, {backend.label}"
-        table = Table(title=f"Parallel efficiency: {title}")
+        table = Table(title=f"Parallel efficiency: {title}, medians of {args.repeats}")
         for column in ("set-up", "wall time", "per frame"):
             table.add_column(column, justify="right")
         half = args.threads // 2
