@@ -59,7 +59,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     Requests that change state take SQLite's write lock up front (``BEGIN IMMEDIATE``), so
     that reading and then writing in one transaction never fails on a stale snapshot, but
     only once the caller is known: authentication reads without the lock, and
-    ``_end_transaction`` switches the session to the write engine for the endpoint's work.
+    ``begin_writes`` switches the session to the write engine for the endpoint's work.
     """
     state = request.app.state
     writes = request.method not in ("GET", "HEAD")
@@ -105,8 +105,13 @@ def _api_key(session: Session, credentials: HTTPAuthorizationCredentials | None)
     return record
 
 
-def _end_transaction(session: Session) -> None:
-    """Finish authentication's read transaction; from here on the request writes."""
+def begin_writes(session: Session) -> None:
+    """Finish the request's reads (authentication's, say); from here on it writes.
+
+    On SQLite the next transaction takes the write lock up front, so a write after a read
+    waits for other writers instead of failing on a stale snapshot. Endpoints without a
+    signed-in caller (signing in, registering) call it themselves before they write.
+    """
     session.commit()
     if WRITE_ENGINE in session.info:
         session.bind = session.info[WRITE_ENGINE]
@@ -142,7 +147,7 @@ def get_current_user(request: Request, session: SessionDep, credentials: Credent
     if credentials is None:
         user = user_from_session(request, session)
         if user is not None:
-            _end_transaction(session)
+            begin_writes(session)
             return user
     record = _api_key(session, credentials)
     if record.scope != ApiKeyScope.USER or record.user_id is None:
@@ -150,7 +155,7 @@ def get_current_user(request: Request, session: SessionDep, credentials: Credent
             "this endpoint takes a user API key, not a runner key", code="wrong_key_scope"
         )
     user = session.get(User, record.user_id)
-    _end_transaction(session)
+    begin_writes(session)
     if user is None:
         raise Unauthorized("the user of this API key no longer exists", code="invalid_api_key")
     return user

@@ -47,7 +47,7 @@ from manager.auth.sessions import (
 )
 from manager.auth.settings import localauth_enabled, registration_open, session_lifetime
 from manager.db import session_scope
-from manager.deps import CurrentUser, SessionDep
+from manager.deps import CurrentUser, SessionDep, begin_writes
 from manager.errors import Forbidden, NotFound, Unauthorized
 from manager.models import ApiKey, User
 from manager.schemas import RowId
@@ -132,6 +132,7 @@ def login(
     email, ip = body.email.strip().lower(), _client_ip(request)
     check_login_allowed(session, email=email, ip=ip)
     user = authenticate(session, email, body.password)
+    begin_writes(session)  # the password is checked without holding the write lock
     if user is None:
         record_failed_login(session, email=email, ip=ip)
         session.commit()
@@ -146,6 +147,7 @@ def register(
 ) -> SignedIn:
     """Create an account (when the farm allows registration) and sign in."""
     _require_localauth(session)
+    begin_writes(session)
     if not registration_open(session):
         raise Forbidden(
             "this farm does not take registrations; ask an admin for an account",

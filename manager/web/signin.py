@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from manager.auth.providers import configured_providers
 from manager.auth.schemas import LoginRequest, RegisterRequest
 from manager.auth.settings import localauth_enabled, registration_open
-from manager.deps import WRITE_ENGINE, SessionDep
+from manager.deps import SessionDep
 from manager.errors import FarmError
 from manager.routers.auth import login, register
 from manager.web.templating import render
@@ -71,9 +71,6 @@ def signin_form(
     password: Annotated[str, Form(max_length=1024)],
     next: Annotated[str, Form(max_length=2000)] = "/jobs",
 ) -> Response:
-    # Signing in reads, then writes the new session: on SQLite take the write lock before the
-    # first read (as deps.get_session explains), or a write landing in between fails it.
-    session.bind = session.info.get(WRITE_ENGINE, session.bind)
     target = _safe_next(next)
     onward = RedirectResponse(target, status_code=303)
     try:
@@ -100,7 +97,6 @@ def register_form(
     name: Annotated[str, Form(max_length=200)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/jobs",
 ) -> Response:
-    session.bind = session.info.get(WRITE_ENGINE, session.bind)  # as in signin_form
     target = _safe_next(next)
     onward = RedirectResponse(target, status_code=303)
     try:
