@@ -123,6 +123,7 @@ def attempt_claim(
     runner: Runner | None,
     lease_seconds: float,
     woken: bool = False,
+    warm_job_id: int | None = None,
 ) -> tuple[Runner, ClaimedTask | None, bool]:
     """One claim attempt: the runner (read on the first), kept online, and its new task.
 
@@ -139,7 +140,9 @@ def attempt_claim(
     stale = runner.status != RunnerStatus.IDLE or not (
         runner.last_seen_at is not None and now - runner.last_seen_at < FRESH
     )
-    task_id = claim_next_task(engine, runner, lease_seconds=lease_seconds, now=now, seen=stale)
+    task_id = claim_next_task(
+        engine, runner, lease_seconds=lease_seconds, now=now, seen=stale, warm_job_id=warm_job_id
+    )
     if task_id is None:
         if stale:
             runner.status, runner.last_seen_at = RunnerStatus.IDLE.value, now

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
     exists,
     not_,
     or_,
@@ -74,7 +75,14 @@ def runnable_tasks():  # type: ignore[no-untyped-def]
             not_(blocklisted),
             not_(failed_here),
         )
-        .order_by(col(Job.priority).desc(), col(Job.id), col(Task.task_order), col(Task.id))
+        .order_by(
+            col(Job.priority).desc(),
+            # The job whose scene the runner holds loaded in a Blender session, when it has one.
+            case((col(Job.id) == bindparam("warm_job_id", None, required=False), 0), else_=1),
+            col(Job.id),
+            col(Task.task_order),
+            col(Task.id),
+        )
     )
 
 
@@ -172,6 +180,7 @@ def claim_next_task(
     lease_seconds: float,
     now: datetime | None = None,
     seen: bool = False,
+    warm_job_id: int | None = None,
 ) -> int | None:
     """Atomically give the best runnable task to ``runner``; return its id or None.
 
@@ -179,7 +188,8 @@ def claim_next_task(
     ``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two runners
     never get the same task and neither waits on the other's row. The runner is marked
     working (and seen now); with ``seen``, a runner that gets nothing is marked idle and
-    seen now, in the same transaction.
+    seen now, in the same transaction. Among jobs of equal priority, ``warm_job_id`` (the job
+    the runner keeps a Blender session for) goes first.
     """
     if not runner.enabled:
         return None
@@ -190,6 +200,7 @@ def claim_next_task(
         "now": now,
         "lease_expires_at": now + timedelta(seconds=lease_seconds),
         "activity": f"claimed by {runner.name}",
+        "warm_job_id": warm_job_id,
     }
     with engine.connect() as conn:
         if is_sqlite(engine):

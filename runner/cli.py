@@ -110,6 +110,12 @@ def add_parser(subparsers: Any) -> None:
         default=env_flag("no-tui"),
         help="plain log lines instead of the live screen (always so when not a terminal)",
     )
+    add(
+        "--no-sessions",
+        action="store_true",
+        default=env_flag("no-sessions"),
+        help="start Blender for every task instead of keeping it running with the job's scene",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -230,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
         only_task_types=_split(args.task_types),
         devices=devices,
         slot_devices=slot_devices,
+        sessions=not args.no_sessions,
     )
     if live:
         setup_logging(board, live=True, log_file=args.log_file)

@@ -75,12 +75,18 @@ class ManagerClient:
         result: dict[str, Any] = self._request("POST", self._runner_url("/heartbeat")).json()
         return result
 
-    def claim(self, wait: float) -> dict[str, Any] | None:
-        """Long-poll for a task; None when the wait ended with nothing to do."""
+    def claim(self, wait: float, warm_job_id: int | None = None) -> dict[str, Any] | None:
+        """Long-poll for a task; None when the wait ended with nothing to do.
+
+        ``warm_job_id``: the job this slot keeps a Blender session for, preferred by the
+        manager among jobs of equal priority."""
+        params: dict[str, Any] = {"wait": wait}
+        if warm_job_id is not None:
+            params["warm_job"] = warm_job_id
         response = self._request(
             "POST",
             self._runner_url("/claim"),
-            params={"wait": wait},
+            params=params,
             timeout=httpx.Timeout(wait + 30.0, connect=10.0),
         )
         if response.status_code == 204:

@@ -21,6 +21,7 @@ from runner.devices import CyclesDevice, DeviceChoice
 from runner.errors import ManagerRejected, ManagerUnreachable, RunnerError
 from runner.progress import TaskProgress, watch_task
 from runner.reports import ReportQueue
+from runner.session import SessionPool
 from runner.versions import BlenderShelf
 from runner.workspace import Workspace
 
@@ -76,6 +77,7 @@ class Runner:
         devices: list[CyclesDevice] | None = None,
         slot_devices: list[DeviceChoice] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        sessions: bool = True,
     ) -> None:
         self.client = client
         self.blenders = blenders
@@ -91,6 +93,8 @@ class Runner:
         self.only_task_types = only_task_types
         self.devices = devices or []
         self.slot_devices = slot_devices or [DeviceChoice()]
+        # One kept Blender session per slot (runner.session); none with --no-sessions.
+        self.sessions = [SessionPool() for _ in self.slot_devices] if sessions else []
         self._sleep = sleep
         self.heartbeat_interval = 5.0
         self._done = 0
@@ -115,6 +119,8 @@ class Runner:
         for thread in slots:
             while thread.is_alive():
                 thread.join(0.2)
+        for pool in self.sessions:
+            pool.close()
         self.board.set_state("sending reports")
         if not self.reports.wait_empty(DRAIN_ON_EXIT_S):
             log.warning(
@@ -158,7 +164,7 @@ class Runner:
                 break
             self.board.set_state("idle")
             try:
-                task = self._claim_until_stopped()
+                task = self._claim_until_stopped(slot)
                 failures = 0
             except ManagerRejected as exc:
                 with self._done_lock:
@@ -188,13 +194,18 @@ class Runner:
             self.board.set_state("rendering")
             self.execute(task, slot=slot)
 
-    def _claim_until_stopped(self) -> dict[str, Any] | None:
+    def _session_pool(self, slot: int) -> SessionPool | None:
+        return self.sessions[slot] if self.sessions else None
+
+    def _claim_until_stopped(self, slot: int = 0) -> dict[str, Any] | None:
         """Long-poll for a task in a helper thread, so that a stop request is not held up."""
         result: Future[dict[str, Any] | None] = Future()
+        pool = self._session_pool(slot)
+        warm_job_id = pool.warm_job_id if pool is not None else None
 
         def claim() -> None:
             try:
-                result.set_result(self.client.claim(wait=CLAIM_WAIT))
+                result.set_result(self.client.claim(wait=CLAIM_WAIT, warm_job_id=warm_job_id))
             except BaseException as exc:
                 result.set_exception(exc)
 
@@ -294,6 +305,7 @@ class Runner:
             slot=slot,
             device=self.slot_devices[slot],
             blenders=self.blenders,
+            sessions=self._session_pool(slot),
         )
         watcher = threading.Thread(
             target=watch_task, args=(self.stop.abort, task_stop, progress), daemon=True
@@ -332,4 +344,7 @@ class Runner:
             self.board.task_finished(slot, result, reason)
             self.workspace.remove_task_dirs(int(job["id"]), [task_id])
             self.workspace.task_ended(int(job["id"]))
+            pool = self._session_pool(slot)
+            if pool is not None:
+                pool.task_ended()
             self.workspace.enforce_limit()

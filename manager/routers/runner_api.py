@@ -106,6 +106,7 @@ def heartbeat(
     """Keep the runner online and extend its task leases."""
     runner = runner_for(session, runner_id, key)
     seen(session, runner, settings.runner_timeout)
+    session.commit()
     active = session.exec(
         select(Task).where(Task.runner_id == runner.id, Task.status == TaskStatus.ACTIVE)
     ).all()
@@ -114,9 +115,6 @@ def heartbeat(
         job = session.get(Job, task.job_id)
         if job is not None and stop_reason(job.status) is not None and task.id is not None:
             stop.append(task.id)
-    # Last: a read after the commit would open a new write transaction, held until the
-    # request's session is closed on the event loop, and every other writer would wait.
-    session.commit()
     return HeartbeatReply(canceled_tasks=stop)
 
 
@@ -132,8 +130,12 @@ async def claim(
     signal: WorkSignalDep,
     request: Request,
     wait: float = 30.0,
+    warm_job: int | None = None,
 ) -> ClaimedTask | Response:
-    """Long poll: answer with a task as soon as one is runnable, or 204 after ``wait`` s."""
+    """Long poll: answer with a task as soon as one is runnable, or 204 after ``wait`` s.
+
+    ``warm_job``: the job the runner keeps a Blender session for; among equal priorities
+    its tasks go first."""
     state = request.app.state
     deadline = time.monotonic() + max(0.0, min(wait, MAX_CLAIM_WAIT))
     runner: Runner | None = None
@@ -149,6 +151,7 @@ async def claim(
                 runner,
                 settings.runner_timeout,
                 woken_with is not None,
+                warm_job,
             )
         if task is not None:
             signal.discard(ticket)

@@ -19,6 +19,7 @@ from runner.devices import DeviceChoice
 from runner.errors import RunnerError
 from runner.progress import TaskProgress
 from runner.renderer import ProcessRenderer, Renderer
+from runner.session import SessionPool
 from runner.versions import BlenderShelf
 from runner.workspace import Workspace
 
@@ -47,6 +48,7 @@ class TaskContext:
     slot: int = 0
     device: DeviceChoice = field(default_factory=DeviceChoice)
     blenders: BlenderShelf | None = None
+    sessions: SessionPool | None = None
     _files: Path | None = field(default=None, repr=False)
     _out: Path | None = field(default=None, repr=False)
 
@@ -77,9 +79,13 @@ class TaskContext:
             raise CommandFailed("this runner has no Blender")
         return self.backend
 
-    def renderer_for_job(self) -> Renderer:
-        """How this task's frames get rendered: today one Blender process per task."""
-        return ProcessRenderer(self.blender_for_job())
+    def renderer_for_job(self, *, sessions: bool = True) -> Renderer:
+        """How this task's frames get rendered: in the slot's Blender session kept for the
+        job, or a Blender process per task when sessions are off (job setting, runner flag)."""
+        backend = self.blender_for_job()
+        if sessions and self.sessions is not None:
+            return self.sessions.renderer(backend, self.job_id)
+        return ProcessRenderer(backend)
 
     def out_dir(self) -> Path:
         if self._out is None:

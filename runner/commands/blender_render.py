@@ -15,7 +15,7 @@ log = logging.getLogger("framefarm.runner")
 
 @command("blender-render")
 def blender_render(ctx: TaskContext, parameters: dict[str, Any]) -> None:
-    renderer = ctx.renderer_for_job()
+    renderer = ctx.renderer_for_job(sessions=parameters.get("sessions") is not False)
     frames = [int(f) for f in param(parameters, "frames", list, command_name="blender-render")]
     blend = param(parameters, "blend_file", str, command_name="blender-render")
     files = ctx.files_dir()

@@ -3,10 +3,13 @@ frames slow down or memory passes its limit, never reused across jobs or files."
 
 from __future__ import annotations
 
+import re
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import OpenEXR
@@ -24,6 +27,7 @@ from runner.devices import DeviceChoice
 from runner.renderer import ProcessRenderer, Renderer, RenderRequest
 from runner.session import SessionPolicy, SessionPool, SessionRenderer
 from tests.conftest import MakeScene
+from tests.runner.farm import RunnerFarm, wait_for
 
 pytestmark = pytest.mark.blender
 
@@ -232,3 +236,26 @@ def test_a_failed_or_stopped_session_ends_its_process(
     )
     assert result.stopped and not session.warm and session.session is None
     assert "done" not in [e.name for e in events]
+
+
+@pytest.mark.e2e
+def test_a_runner_renders_a_job_in_one_session_unless_the_job_turns_sessions_off(
+    farm: RunnerFarm, scene_bpy: Path
+) -> None:
+    farm.start_runner("node-1", "--blender", sys.executable, "--no-tui")
+    kept = farm.submit(scene_bpy, "1-3", chunk_size=1)
+    fresh = farm.submit(scene_bpy, "1-2", chunk_size=1, settings={"sessions": False})
+
+    def finished(job_id: int) -> dict[str, Any] | None:
+        status: dict[str, Any] = farm.get(f"/api/jobs/{job_id}")
+        return status if status["status"] in ("completed", "failed", "canceled") else None
+
+    for job in (kept, fresh):
+        status = wait_for(lambda j=job: finished(j["id"]), 180, "the job to finish", farm)
+        assert status["status"] == "completed", farm.logs()
+    log = (farm.root / "runner-node-1.log").read_text()
+    # Three tasks of the first job, one Blender; none for the job that turned sessions off.
+    assert len(re.findall(rf"Blender session \d+ of job {kept['id']} started", log)) == 1, log
+    assert f"of job {fresh['id']} started" not in log
+    assert len(farm.get(f"/api/jobs/{fresh['id']}/outputs")["outputs"]) == 2
+    assert len(farm.get(f"/api/jobs/{kept['id']}/outputs")["outputs"]) == 3

@@ -50,6 +50,13 @@ JOB_TYPE = {
             "description": "video bitrate (default: from resolution and frame rate)",
             "visible": "submission",
         },
+        {
+            "key": "sessions",
+            "type": "bool",
+            "default": True,
+            "description": "keep Blender running with the scene loaded between this job's "
+            "frames (off: a fresh Blender for every task)",
+        },
         {"key": "blend_file", "type": "string", "subtype": "file_path", "visible": "hidden"},
     ],
 }
@@ -73,6 +80,7 @@ def compile_job(job):
             frames=frames_of_task,
             scene=settings.get("scene"),
             format="OPEN_EXR",
+            sessions=settings.get("sessions", True) is not False,
         )
         renders.append(task)
     deliverable = settings["deliverable"]
