@@ -106,7 +106,6 @@ def heartbeat(
     """Keep the runner online and extend its task leases."""
     runner = runner_for(session, runner_id, key)
     seen(session, runner, settings.runner_timeout)
-    session.commit()
     active = session.exec(
         select(Task).where(Task.runner_id == runner.id, Task.status == TaskStatus.ACTIVE)
     ).all()
@@ -115,6 +114,9 @@ def heartbeat(
         job = session.get(Job, task.job_id)
         if job is not None and stop_reason(job.status) is not None and task.id is not None:
             stop.append(task.id)
+    # Last: a read after the commit would open a new write transaction, held until the
+    # request's session is closed on the event loop, and every other writer would wait.
+    session.commit()
     return HeartbeatReply(canceled_tasks=stop)
 
 
