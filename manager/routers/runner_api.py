@@ -132,7 +132,7 @@ async def claim(
     signal: WorkSignalDep,
     request: Request,
     wait: float = 30.0,
-    warm_job: int | None = None,
+    warm_job: RowId | None = None,
 ) -> ClaimedTask | Response:
     """Long poll: answer with a task as soon as one is runnable, or 204 after ``wait`` s.
 
