@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,14 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from framefarm.demo import free_port, wait_until_healthy
 from manager.apikeys import create_api_key
-from manager.db import make_engine, migrate, session_scope
+from manager.db import make_engine, session_scope
 from manager.settings import database_url
 from manager.users import create_user
 from shared.wire import ApiKeyScope
 from tests.manager.conftest import farm, manager_settings  # noqa: F401 - shared fixtures
 from tests.runner.conftest import slow_scene  # noqa: F401
+from tests.runner.farm import RunnerFarm
 
 
 @dataclass
@@ -49,68 +47,32 @@ class ServedManager:
             time.sleep(0.05)
 
 
-def start_manager(root: Path, db: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    with open(root / "manager.log", "ab") as log:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "framefarm",
-                "manager",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--db",
-                str(db),
-                "--storage",
-                str(root / "storage"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-
-
 @pytest.fixture(scope="module")
 def served_manager(
     tmp_path_factory: pytest.TempPathFactory, scene_bpy: Path
 ) -> Iterator[ServedManager]:
     root = tmp_path_factory.mktemp("served-manager")
-    db = root / "framefarm.db"
-    engine = make_engine(database_url(str(db)))
-    migrate(engine)
+    served = RunnerFarm(root)  # the artist's user key and a runner key
+    engine = make_engine(database_url(str(served.db)))
     with session_scope(engine) as session:
-        artist = create_user(session, email="artist@example.com")
         other = create_user(session, email="other@example.com")
         admin = create_user(session, email="admin@example.com", is_admin=True)
-        keys = [
-            create_api_key(session, name="artist", scope=ApiKeyScope.USER, user=artist).key,
-            create_api_key(session, name="other", scope=ApiKeyScope.USER, user=other).key,
-            create_api_key(session, name="admin", scope=ApiKeyScope.USER, user=admin).key,
-            create_api_key(session, name="nodes", scope=ApiKeyScope.RUNNER).key,
-        ]
+        other_key = create_api_key(session, name="other", scope=ApiKeyScope.USER, user=other)
+        admin_key = create_api_key(session, name="admin", scope=ApiKeyScope.USER, user=admin)
     engine.dispose()
-    port = free_port()
-    env = {**os.environ, "HOME": str(root / "home"), "PYTHONUNBUFFERED": "1"}
-    process = start_manager(root, db, port, env)
-    url = f"http://127.0.0.1:{port}"
+    served.start_manager()
     try:
-        wait_until_healthy(url, process)
-        with open(scene_bpy, "rb") as blend:
-            created = httpx.post(
-                f"{url}/api/jobs",
-                headers={"Authorization": f"Bearer {keys[0]}"},
-                data={"frames": "1-4"},
-                files={"file": ("scene.blend", blend)},
-                timeout=30,
-            )
-        assert created.status_code == 202, created.text
-        yield ServedManager(url, root, *keys, job_id=created.json()["id"], process=process)
+        job = served.submit(scene_bpy, "1-4")
+        assert served.manager is not None
+        yield ServedManager(
+            served.url,
+            root,
+            user_key=served.user_key,
+            other_key=other_key.key,
+            admin_key=admin_key.key,
+            runner_key=served.runner_key,
+            job_id=job["id"],
+            process=served.manager,
+        )
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        served.close()
