@@ -69,7 +69,13 @@ def test_the_builtin_schema_makes_a_form_and_evaluates_against_the_scene():
 
     scene = stand_in_scene()
     settings = submitted_settings(SPECS, rows, namespace_for(scene))
-    assert settings == {"frames": "1-48", "scene": "Shot", "deliverable": "EXR", "fps": "29.97"}
+    assert settings == {
+        "frames": "1-48",
+        "scene": "Shot",
+        "deliverable": "EXR",
+        "fps": "29.97",
+        "sessions": True,
+    }
 
     by_key["chunk_size"].update(enabled=True, value=5)
     by_key["deliverable"]["value"] = "EXR_264_MP4"

@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from manager.auth.passwords import set_password
-from manager.db import make_engine, session_scope
+from manager.db import BEGIN_MODE, make_engine, session_scope
 from manager.farm_settings import set_setting
 from manager.settings import database_url
 from manager.users import create_user, get_user_by_email
@@ -37,7 +37,9 @@ POLL_SLACK_S = 0.5  # the test's own 50 ms API polling and a busy 2-core machine
 
 def prepare_accounts(farm: LiveFarm) -> None:
     engine = make_engine(database_url(str(farm.root / "framefarm.db")))
-    with session_scope(engine) as session:
+    # The manager and its runner write meanwhile: take the write lock up front, as the
+    # manager does, so reading and then writing here cannot fail on a stale snapshot.
+    with session_scope(engine.execution_options(**{BEGIN_MODE: "IMMEDIATE"})) as session:
         set_setting(session, "localauth", "on")
         set_password(session, get_user_by_email(session, ARTIST[0]), ARTIST[1])
         set_password(session, create_user(session, email=ADMIN[0], is_admin=True), ADMIN[1])
