@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
@@ -12,12 +13,14 @@ from manager.models import (
     Job,
     JobBlocklist,
     JobPin,
+    Output,
     Runner,
     Task,
     TaskDependency,
     User,
 )
 from manager.schemas import BlocklistEntry, JobPublic, JobStatusPublic, TaskCounts, TaskPublic
+from manager.storage import Storage, safe_relative_path
 from shared.wire import JOB_FINISHED, JobStatus, TaskStatus
 
 
@@ -27,6 +30,20 @@ def get_job_for(session: Session, job_id: int, user: User) -> Job:
     if job is None or (not user.is_admin and job.owner_id != user.id):
         raise NotFound(f"there is no job {job_id}", code="job_not_found")
     return job
+
+
+def stored_output(
+    session: Session, storage: Storage, job_id: int, name: str
+) -> tuple[Output, Path] | None:
+    """A job's output by its name (checked to stay inside the job) and its file, if both exist."""
+    clean = safe_relative_path(name)
+    output = session.scalars(
+        select(Output).where(col(Output.job_id) == job_id, col(Output.name) == clean)
+    ).first()
+    path = storage.output_path(job_id, clean)
+    if output is None or not path.is_file():
+        return None
+    return output, path
 
 
 def task_counts(session: Session, job_id: int) -> tuple[TaskCounts, int]:

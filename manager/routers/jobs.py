@@ -31,7 +31,7 @@ from manager.job_control import (
     set_pins,
     set_priority,
 )
-from manager.jobs import get_job_for, job_public, job_status_public, task_public
+from manager.jobs import get_job_for, job_public, job_status_public, stored_output, task_public
 from manager.models import Job, Output, Task
 from manager.schemas import (
     BulkAction,
@@ -264,13 +264,11 @@ def download_output(
     job_id: RowId, name: str, user: CurrentUser, session: SessionDep, storage: StorageDep
 ) -> FileResponse:
     get_job_for(session, job_id, user)
-    clean = safe_relative_path(name)
-    output = session.exec(
-        select(Output).where(Output.job_id == job_id, Output.name == clean)
-    ).first()
-    path = storage.output_path(job_id, clean)
-    if output is None or not path.is_file():
+    found = stored_output(session, storage, job_id, name)
+    if found is None:
+        clean = safe_relative_path(name)
         raise NotFound(f"job {job_id} has no output {clean!r}", code="output_not_found")
+    output, path = found
     return FileResponse(path, filename=path.name, headers={"X-Checksum-SHA256": output.sha256})
 
 

@@ -13,7 +13,7 @@ from manager.deps import SessionDep, StorageDep, WorkSignalDep
 from manager.errors import FarmError, NotFound
 from manager.job_control import cancel_job, delete_job, pause_job, requeue_job, resume_job
 from manager.job_control import set_priority as set_job_priority
-from manager.jobs import get_job_for
+from manager.jobs import get_job_for, stored_output
 from manager.models import Job, JobFile, Output, Task
 from manager.schemas import RowId
 from manager.storage import Storage, safe_relative_path
@@ -194,12 +194,10 @@ def preview(
     """An EXR output tone-mapped for the browser (cached; ``format`` png or jpeg)."""
     get_job_for(session, job_id, user)
     clean = safe_relative_path(name)
-    output = session.exec(
-        select(Output).where(Output.job_id == job_id, Output.name == clean)
-    ).first()
-    path = storage.output_path(job_id, clean)
-    if output is None or not path.is_file() or not clean.lower().endswith(".exr"):
+    found = stored_output(session, storage, job_id, clean)
+    if found is None or not clean.lower().endswith(".exr"):
         raise NotFound(f"job {job_id} has no EXR output {clean!r}", code="output_not_found")
+    output, path = found
     if format not in FORMATS:
         raise NotFound(f"previews come as {', '.join(FORMATS)}", code="unknown_format")
     width = max(16, min(width, 4096)) if width else None
