@@ -226,11 +226,11 @@ def mib(n_bytes: float) -> str:
 def report(console: Console, results: list[Submission], project_bytes: int, textures: int) -> None:
     title = f"Upload: a {mib(project_bytes)} project (1 .blend + {textures} textures)"
     table = Table(title=title)
-    columns = ("submission", "wall", "pack/hash/up/job", "files", "sent", "stored")
+    columns = ("submission", "wall", "pack/hash/ask/send/job", "files", "sent", "stored")
     for column in (*columns, "manager RSS", "client RSS"):
         table.add_column(column, justify="right")
     for r in results:
-        parts = (Phase.PACKING, Phase.HASHING, Phase.UPLOADING, Phase.SUBMITTING)
+        parts = (Phase.PACKING, Phase.HASHING, Phase.CHECKING, Phase.UPLOADING, Phase.SUBMITTING)
         rss = {
             name: f"{base / 1024:.0f}→{peak / 1024:.0f} MiB (+{(peak - base) / 1024:.1f})"
             for name, (base, peak) in r.rss.items()
