@@ -6,6 +6,10 @@ Runs inside Blender (bpy + stdlib only), on Blender 3.4 up to bpy 5.0:
         -P render.py -- --output-dir /out --frames 1,2,3
     python render.py --blend scene.blend --output-dir /out --frames 1,2,3   # bpy module
 
+The file's own scripts (Python drivers, registered text blocks) stay off unless the job type
+allows them: then the executable runs with ``--enable-autoexec`` instead, and the bpy module
+opens the file with ``--allow-scripts``.
+
 Every event is printed as ``@framefarm {json}`` on its own line and flushed at once:
 ready, then per frame frame_started, samples (when Blender reports them), saved,
 frame_finished, and finally done; error on any failure. Exit status: 0 when every frame
@@ -63,6 +67,7 @@ def parse_frames(text):
 def parse_args(argv):
     parser = ArgumentParser(prog="render.py", description=__doc__.splitlines()[0])
     parser.add_argument("--blend", help="open this .blend first (bpy module backend)")
+    add_allow_scripts(parser)
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--frames", required=True, type=parse_frames, help="e.g. 1,2,3")
     parser.add_argument("--scene", help="scene to render (default: the file's active scene)")
@@ -77,16 +82,25 @@ def parse_args(argv):
     return args
 
 
+def add_allow_scripts(parser):
+    parser.add_argument(
+        "--allow-scripts",
+        action="store_true",
+        help="let the --blend file's own scripts run (its job type allows them)",
+    )
+
+
 def script_args():
     return sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]
 
 
-def open_blend(path):
+def open_blend(path, allow_scripts=False):
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise RenderScriptError(f"blend file not found: {path}")
-    # use_scripts=False keeps scripts inside the file from running, like --disable-autoexec.
-    bpy.ops.wm.open_mainfile(filepath=path, load_ui=False, use_scripts=False)
+    # use_scripts=False keeps scripts inside the file from running, like --disable-autoexec;
+    # True trusts them, like --enable-autoexec.
+    bpy.ops.wm.open_mainfile(filepath=path, load_ui=False, use_scripts=bool(allow_scripts))
 
 
 def pick_scene(name):
@@ -270,7 +284,7 @@ def render_frame(scene, frame, progress):
 def run(argv):
     args = parse_args(argv)
     if args.blend:
-        open_blend(args.blend)
+        open_blend(args.blend, args.allow_scripts)
     scene = pick_scene(args.scene)
     device, device_label = configure(scene, args)
     os.makedirs(os.path.abspath(args.output_dir), exist_ok=True)

@@ -4,7 +4,7 @@ Runs inside Blender (bpy + stdlib only), on Blender 3.4 up to bpy 5.0:
 
     blender -b --factory-startup --disable-autoexec scene.blend --python-exit-code 1 \\
         -P session.py -- [--scene S] [--device CPU] [--gpu-ids …] [--threads N]
-    python session.py --blend scene.blend [--scene S] …          # bpy module
+    python session.py --blend scene.blend [--allow-scripts] [--scene S] …   # bpy module
 
 Once the file is loaded it prints ``@framefarm {"event": "session_ready", …}``, then reads
 one JSON request per line on stdin, ``{"output_dir": "/out", "frames": [1, 2]}``, and
@@ -37,6 +37,7 @@ render = load_render_module()
 def parse_args(argv):
     parser = render.ArgumentParser(prog="session.py", description=__doc__.splitlines()[0])
     parser.add_argument("--blend", help="open this .blend first (bpy module backend)")
+    render.add_allow_scripts(parser)
     parser.add_argument("--scene", help="scene to render (default: the file's active scene)")
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--gpu-ids", default="")
@@ -70,7 +71,7 @@ class Session:
     def __init__(self, args):
         self.args = args
         if args.blend:
-            render.open_blend(args.blend)
+            render.open_blend(args.blend, args.allow_scripts)
         self.scene = render.pick_scene(args.scene)
         self.configured_for = None
         self.device = self.device_label = None

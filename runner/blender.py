@@ -172,21 +172,27 @@ def build_script_argv(
     script_args: Sequence[str],
     *,
     blend_file: Path | None = None,
+    allow_scripts: bool = False,
 ) -> list[str]:
     """The command that runs a script from blender_scripts/ with ``script_args``.
 
-    The executable opens ``blend_file`` itself (auto-run scripts off); a bpy interpreter
-    cannot, so the script gets ``--blend`` and opens the file with scripts off.
+    The executable opens ``blend_file`` itself; a bpy interpreter cannot, so the script gets
+    ``--blend`` and opens the file. Either way the file's own scripts (Python drivers,
+    registered text blocks) stay off unless ``allow_scripts``, which only a job type sets.
     """
     blend = None if blend_file is None else os.path.abspath(blend_file)
     if backend.kind == "bpy":
         blend_args = [] if blend is None else ["--blend", blend]
+        if blend is not None and allow_scripts:
+            blend_args.append("--allow-scripts")
         return [backend.path, str(script), *blend_args, *script_args]
     return [
         backend.path,
         "-b",
         "--factory-startup",
-        "--disable-autoexec",
+        # Factory settings already keep auto-run off; say so either way, and turn it on
+        # explicitly (-y) when allowed.
+        "--enable-autoexec" if allow_scripts else "--disable-autoexec",
         *([] if blend is None else [blend]),
         "--python-exit-code",
         "1",
@@ -207,6 +213,7 @@ def build_render_argv(
     device: str = "CPU",
     device_ids: Sequence[str] = (),
     threads: int | None = None,
+    allow_scripts: bool = False,
 ) -> list[str]:
     """The command that renders ``frames`` of ``blend_file`` into ``output_dir``."""
     if not frames:
@@ -220,7 +227,9 @@ def build_render_argv(
         args += ["--gpu-ids", ",".join(device_ids)]
     if threads is not None:
         args += ["--threads", str(threads)]
-    return build_script_argv(backend, RENDER_SCRIPT, args, blend_file=blend_file)
+    return build_script_argv(
+        backend, RENDER_SCRIPT, args, blend_file=blend_file, allow_scripts=allow_scripts
+    )
 
 
 @dataclass(frozen=True)

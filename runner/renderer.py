@@ -35,6 +35,7 @@ class RenderRequest:
     threads: int | None
     files_dir: Path
     blender_home: Path
+    allow_scripts: bool = False  # the scene's own Python runs: only when its job type says so
 
 
 class Renderer(Protocol):
@@ -73,6 +74,7 @@ class ProcessRenderer:
             threads=request.threads,
             device=request.device.device_type,
             device_ids=request.device.ids,
+            allow_scripts=request.allow_scripts,
         )
         return run_render(
             argv,

@@ -49,20 +49,37 @@ def build_session_argv(backend: BlenderBackend, request: RenderRequest) -> list[
         args += ["--scene", request.scene]
     if request.threads is not None:
         args += ["--threads", str(request.threads)]
-    return build_script_argv(backend, SESSION_SCRIPT, args, blend_file=request.blend_file)
+    return build_script_argv(
+        backend,
+        SESSION_SCRIPT,
+        args,
+        blend_file=request.blend_file,
+        allow_scripts=request.allow_scripts,
+    )
 
 
 def session_key(backend: BlenderBackend, request: RenderRequest) -> tuple[object, ...]:
     """What must match for a loaded session to render a request; the file by its identity.
 
     Not its modification time: the workspace touches cached blobs (hard links of job files)
-    on every use. A changed job file is a new blob, linked anew: another inode.
+    on every use. A changed job file is a new blob, linked anew: another inode. Whether the
+    scene's scripts may run is part of it: a Blender that ran them never serves a request
+    that does not allow them, nor the other way round.
     """
     blend = request.blend_file.resolve()
     stat = blend.stat() if blend.is_file() else None
     identity = None if stat is None else (stat.st_dev, stat.st_ino, stat.st_size)
     device = (request.device.device_type, tuple(request.device.ids))
-    return (backend, blend, identity, request.scene, device, request.threads, request.files_dir)
+    return (
+        backend,
+        blend,
+        identity,
+        request.scene,
+        device,
+        request.threads,
+        request.files_dir,
+        request.allow_scripts,
+    )
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.blender import RenderEvent, check_render
-from runner.commands import TaskContext, command, param
+from runner.commands import BadParameters, TaskContext, command, param
 from runner.renderer import RenderRequest
 
 log = logging.getLogger("framefarm.runner")
@@ -18,6 +18,11 @@ def blender_render(ctx: TaskContext, parameters: dict[str, Any]) -> None:
     renderer = ctx.renderer_for_job(sessions=parameters.get("sessions") is not False)
     frames = [int(f) for f in param(parameters, "frames", list, command_name="blender-render")]
     blend = param(parameters, "blend_file", str, command_name="blender-render")
+    allow_scripts = parameters.get("allow_scripts", False)
+    if not isinstance(allow_scripts, bool):
+        raise BadParameters("blender-render: parameter 'allow_scripts' must be true or false")
+    if allow_scripts:
+        log.info("task %s: its job type lets the scene's Python scripts run", ctx.task_id)
     files = ctx.files_dir()
     request = RenderRequest(
         blend_file=files / blend,
@@ -28,6 +33,7 @@ def blender_render(ctx: TaskContext, parameters: dict[str, Any]) -> None:
         threads=ctx.threads,
         files_dir=files,
         blender_home=ctx.workspace.blender_home,
+        allow_scripts=allow_scripts,
     )
 
     def on_event(event: RenderEvent) -> None:

@@ -19,6 +19,9 @@ from runner.blender import (
     detect_backend,
     find_backends,
 )
+from runner.devices import DeviceChoice
+from runner.renderer import RenderRequest
+from runner.session_process import build_session_argv, session_key
 
 RENDER = str(SCRIPTS_DIR / "render.py")
 EXE = BlenderBackend("executable", "/opt/blender/blender", "4.5.3")
@@ -76,6 +79,80 @@ def test_render_argv_for_bpy_with_every_option() -> None:
     ]
 
 
+def test_render_argv_lets_the_scenes_scripts_run_only_when_allowed() -> None:
+    def argv(backend: BlenderBackend, allow_scripts: bool) -> list[str]:
+        return build_render_argv(
+            backend,
+            blend_file=Path("/jobs/7/shot.blend"),
+            output_dir=Path("/out/7"),
+            frames=[1],
+            allow_scripts=allow_scripts,
+        )
+
+    allowed = argv(EXE, True)
+    assert allowed[:5] == [
+        "/opt/blender/blender",
+        "-b",
+        "--factory-startup",
+        "--enable-autoexec",  # before the file, or it would load with scripts off
+        "/jobs/7/shot.blend",
+    ]
+    assert "--disable-autoexec" not in allowed
+    assert allowed[4:] == argv(EXE, False)[4:]
+    assert argv(BPY, True) == [
+        "/venv/bin/python",
+        RENDER,
+        "--blend",
+        "/jobs/7/shot.blend",
+        "--allow-scripts",
+        "--output-dir",
+        "/out/7",
+        "--frames",
+        "1",
+        "--device",
+        "CPU",
+    ]
+    assert "--allow-scripts" not in argv(BPY, False)
+    assert "--enable-autoexec" not in argv(EXE, False)
+
+
+def test_session_argv_lets_the_scenes_scripts_run_only_when_allowed() -> None:
+    def request(allow_scripts: bool) -> RenderRequest:
+        return RenderRequest(
+            blend_file=Path("/jobs/7/shot.blend"),
+            output_dir=Path("/out/7"),
+            frames=[1],
+            scene=None,
+            device=DeviceChoice(),
+            threads=None,
+            files_dir=Path("/jobs/7"),
+            blender_home=Path("/home/runner"),
+            allow_scripts=allow_scripts,
+        )
+
+    session = str(SCRIPTS_DIR / "session.py")
+    assert build_session_argv(EXE, request(True))[:5] == [
+        "/opt/blender/blender",
+        "-b",
+        "--factory-startup",
+        "--enable-autoexec",
+        "/jobs/7/shot.blend",
+    ]
+    assert build_session_argv(EXE, request(False))[3] == "--disable-autoexec"
+    assert build_session_argv(BPY, request(True)) == [
+        "/venv/bin/python",
+        session,
+        "--blend",
+        "/jobs/7/shot.blend",
+        "--allow-scripts",
+        "--device",
+        "CPU",
+    ]
+    assert "--allow-scripts" not in build_session_argv(BPY, request(False))
+    # A session that ran the scene's scripts never serves a request that does not allow them.
+    assert session_key(BPY, request(True)) != session_key(BPY, request(False))
+
+
 def test_render_argv_makes_paths_absolute(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     argv = build_render_argv(EXE, blend_file=Path("a.blend"), output_dir=Path("out"), frames=[-2])
@@ -109,6 +186,14 @@ def test_script_argv_without_a_blend_file() -> None:
         str(script),
         "--output",
         "/s.blend",
+    ]
+
+
+def test_script_argv_without_a_blend_file_has_no_scripts_to_allow() -> None:
+    script = SCRIPTS_DIR / "probe_devices.py"
+    assert build_script_argv(BPY, script, [], allow_scripts=True) == [
+        "/venv/bin/python",
+        str(script),
     ]
 
 
