@@ -6,7 +6,8 @@ A job type is a Python module with::
 
     def compile_job(job: AuthoredJob) -> None:
         render = job.add_task("render-1-10", "blender")
-        render.add_command("blender-render", blend_file=…, frames=[…])
+        render.add_command("blender-render", blend_file=…, frames=[…])  # allow_scripts=True
+        # lets the scene's own Python (drivers, registered text blocks) run on the runner
         encode = job.add_task("encode", "ffmpeg")
         encode.depends_on(render)
 """
@@ -42,6 +43,14 @@ class AuthoredTask:
     dependencies: list[AuthoredTask] = field(default_factory=list)
 
     def add_command(self, name: str, **parameters: Any) -> AuthoredCommand:
+        # Letting a scene's own Python run on the runners is the job type's decision alone,
+        # spelled out as a bool: a string like "false" must not read as yes.
+        allow_scripts = parameters.get("allow_scripts")
+        if name == "blender-render" and not isinstance(allow_scripts, bool | None):
+            raise JobTypeError(
+                f"task {self.name!r}: blender-render's allow_scripts must be True or False, "
+                f"not {allow_scripts!r}"
+            )
         command = AuthoredCommand(name, parameters)
         self.commands.append(command)
         return command
