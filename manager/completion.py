@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 from functools import cache
-from typing import Any
 
-from sqlalchemy import Engine, Select, Update, bindparam, exists, func, not_, select, update
+from sqlalchemy import Engine, bindparam, exists, func, not_, select, update
 from sqlmodel import col
 
 from manager.db import is_sqlite
 from manager.dispatch import check_active, check_runner
 from manager.errors import Conflict
+from manager.fastsql import FastStatement, transaction
 from manager.models import ApiKey, Job, Output, Runner, Task, TaskDependency, UTCDateTime, utcnow
 from manager.states import JOB_RUNNABLE, check_job_transition, check_task_transition
 from shared.wire import JobStatus, RunnerStatus, TaskStatus
@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 
 
 @cache
-def _completion_check() -> Any:
+def _completion_check() -> FastStatement:
     """The runner, and the task with its job's status: what completing it must check."""
-    return (
+    return FastStatement(
         select(
             col(Runner.api_key_id),
             col(Runner.name).label("runner_name"),
@@ -46,7 +46,16 @@ def _completion_check() -> Any:
 
 
 @cache
-def _completion_statements() -> tuple[Update, Update, Update, Update, Select[int]]:
+def _delivered_frames() -> FastStatement:
+    return FastStatement(
+        select(col(Output.frame)).where(
+            col(Output.task_id) == bindparam("task"), col(Output.frame).is_not(None)
+        )
+    )
+
+
+@cache
+def _completion_statements() -> tuple[FastStatement, ...]:
     """Built once. The transitions they make are checked against the state machine here."""
     check_task_transition(TaskStatus.ACTIVE, TaskStatus.COMPLETED)
     check_job_transition(JobStatus.ACTIVE, JobStatus.COMPLETED)
@@ -103,7 +112,7 @@ def _completion_statements() -> tuple[Update, Update, Update, Update, Select[int
         )
     )
     lock_job = update(Job).where(col(Job.id) == bindparam("job")).values(updated_at=now)
-    return lock_job, finish, settle, idle, unblocked
+    return tuple(FastStatement(s) for s in (lock_job, finish, settle, idle, unblocked))
 
 
 def finish_task(
@@ -118,26 +127,18 @@ def finish_task(
     Checked by a read first (for a clear error), then written by a few statements whose own
     conditions repeat the checks, so the write transaction holds SQLite's lock briefly.
     """
-    with engine.connect() as conn:
-        row = conn.execute(_completion_check(), {"runner": runner_id, "task": task_id}).first()
-        check_runner(runner_id, row is not None, row.api_key_id if row else None, key)
+    with transaction(engine) as conn:
+        row = conn.first(_completion_check(), {"runner": runner_id, "task": task_id})
+        check_runner(runner_id, row is not None, row[0] if row else None, key)
         assert row is not None
-        check_active(
-            task_id, runner_id, row.runner_name, row.runner_id, row.task_status, row.job_status
-        )
-        frames: list[int] = row.frames
-        if row.type == "blender":
-            delivered = set(
-                conn.scalars(
-                    select(col(Output.frame)).where(
-                        col(Output.task_id) == task_id, col(Output.frame).in_(frames)
-                    )
-                ).all()
-            )
+        _, runner_name, task_runner_id, task_status, type_, name, frames, job_id, job_status = row
+        check_active(task_id, runner_id, runner_name, task_runner_id, task_status, job_status)
+        if type_ == "blender":
+            delivered = {frame for (frame,) in conn.all(_delivered_frames(), {"task": task_id})}
             missing = [frame for frame in frames if frame not in delivered]
             if missing:
                 raise Conflict(
-                    f"task {row.name} cannot complete: frames {missing} were never uploaded",
+                    f"task {name} cannot complete: frames {missing} were never uploaded",
                     code="outputs_missing",
                 )
     lock_job, finish, settle, idle, unblocked = _completion_statements()
@@ -145,19 +146,19 @@ def finish_task(
     params = {
         "task": task_id,
         "runner": runner_id,
-        "job": row.job_id,
+        "job": job_id,
         "frames_done": len(frames),
         "now": now,
     }
-    with write_engine.begin() as conn:
+    with transaction(write_engine, write=True) as conn:
         if not is_sqlite(write_engine):  # (SQLite's write lock already serialises everything)
             # Take the job's row first: two runners finishing the last two tasks would
             # otherwise each see the other's task unfinished, and the job never complete.
-            conn.execute(lock_job, params)
-        if conn.execute(finish, params).rowcount != 1:
+            conn.rowcount(lock_job, params)
+        if conn.rowcount(finish, params) != 1:
             changed = f"task {task_id} changed while it was being completed; stop working on it"
             raise Conflict(changed, code="task_not_active")
-        if conn.execute(settle, params).rowcount:
-            log.info("job %s completed", row.job_id)
-        conn.execute(idle, params)
-        return int(conn.execute(unblocked, params).scalar_one())
+        if conn.rowcount(settle, params):
+            log.info("job %s completed", job_id)
+        conn.rowcount(idle, params)
+        return int(conn.scalar(unblocked, params))

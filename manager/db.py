@@ -7,6 +7,7 @@ scheduler can take the write lock up front with ``BEGIN IMMEDIATE``.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import Pool
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -24,6 +26,7 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 BEGIN_MODE = "framefarm_begin"
 _HOLDS_WRITER = "framefarm_holds_writer"
 """Execution option: ``"IMMEDIATE"`` makes a SQLite transaction take the write lock at once."""
+_WRITERS: weakref.WeakKeyDictionary[Pool, threading.Lock] = weakref.WeakKeyDictionary()
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -57,7 +60,7 @@ def _configure_sqlite(engine: Engine) -> None:
     # SQLite has one write lock. Writers of this process queue for it on a mutex, in order,
     # instead of polling SQLite's busy handler (whose growing sleeps turn a queue of writers
     # into a convoy); other processes (the CLI) are still covered by the busy timeout.
-    writer = threading.Lock()
+    writer = _WRITERS[engine.pool] = threading.Lock()
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Connection) -> None:
@@ -83,6 +86,12 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "rollback")
     def on_rollback(conn: Connection) -> None:
         _release(conn)
+
+
+def sqlite_writer(engine: Engine) -> threading.Lock:
+    """The mutex this process's SQLite writers queue on (one per database, shared by the
+    engine's variants with other execution options)."""
+    return _WRITERS[engine.pool]
 
 
 def is_sqlite(engine: Engine) -> bool:

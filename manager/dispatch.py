@@ -8,14 +8,15 @@ off the event loop instead of one per step.
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from datetime import timedelta
 from functools import cache
-from typing import Any
 
-from sqlalchemy import Engine, Select, bindparam, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import Session, col
 
 from manager.errors import Conflict, Forbidden, NotFound
+from manager.fastsql import FastStatement, transaction
 from manager.models import (
     ApiKey,
     Job,
@@ -24,7 +25,7 @@ from manager.models import (
     Task,
     utcnow,
 )
-from manager.scheduler import any_task_runnable, claim_next_task
+from manager.scheduler import ClaimingRunner, any_task_runnable, claim_next_task
 from manager.schemas import ClaimedJob, ClaimedTask, JobFilePublic
 from shared.wire import JobStatus, RunnerStatus, TaskStatus
 
@@ -116,15 +117,34 @@ def check_active(
         raise Conflict(f"{stop}; stop working on task {task_id}", code="task_not_active")
 
 
+@cache
+def _claiming_runner() -> FastStatement:
+    return FastStatement(
+        select(*(col(getattr(Runner, field.name)) for field in fields(ClaimingRunner))).where(
+            col(Runner.id) == bindparam("runner_id")
+        )
+    )
+
+
+def claiming_runner(engine: Engine, runner_id: int, key: ApiKey) -> ClaimingRunner:
+    """The runner, read for its claims; 404 or 403 as ``runner_for``."""
+    with transaction(engine) as conn:
+        row = conn.first(_claiming_runner(), {"runner_id": runner_id})
+    runner = ClaimingRunner(*row) if row is not None else None
+    check_runner(runner_id, runner is not None, runner.api_key_id if runner else None, key)
+    assert runner is not None
+    return runner
+
+
 def attempt_claim(
     engine: Engine,
     runner_id: int,
     key: ApiKey,
-    runner: Runner | None,
+    runner: ClaimingRunner | None,
     lease_seconds: float,
     woken: bool = False,
     warm_job_id: int | None = None,
-) -> tuple[Runner, ClaimedTask | None, bool]:
+) -> tuple[ClaimingRunner, ClaimedTask | None, bool]:
     """One claim attempt: the runner (read on the first), kept online, and its new task.
 
     The flag says, when a ``woken`` runner got nothing, whether another runner might take
@@ -132,8 +152,7 @@ def attempt_claim(
     its successor itself, and waking every waiting runner in turn would be wasted.
     """
     if runner is None:
-        with Session(engine, expire_on_commit=False) as session:
-            runner = runner_for(session, runner_id, key)
+        runner = claiming_runner(engine, runner_id, key)
     now = utcnow()
     # A claim is a sign of life: written down with the claim itself, at most once a second
     # while nothing is claimed (leases are extended by heartbeats and reports).
@@ -151,8 +170,8 @@ def attempt_claim(
 
 
 @cache
-def _claimed_task_query() -> Select[Any]:
-    return (
+def _claimed_task_queries() -> tuple[FastStatement, FastStatement]:
+    task = (
         select(
             col(Task.name),
             col(Task.type),
@@ -169,31 +188,35 @@ def _claimed_task_query() -> Select[Any]:
         .join(Job, col(Job.id) == col(Task.job_id))
         .where(col(Task.id) == bindparam("task"))
     )
+    files = select(col(JobFile.path), col(JobFile.sha256), col(JobFile.size)).where(
+        col(JobFile.job_id) == bindparam("job")
+    )
+    return FastStatement(task), FastStatement(files)
 
 
 def claimed_task(engine: Engine, task_id: int) -> ClaimedTask:
     """What the runner needs to know about the task it just claimed (a read, no lock)."""
-    with engine.connect() as conn:
-        task = conn.execute(_claimed_task_query(), {"task": task_id}).one()
-        files = conn.execute(
-            select(col(JobFile.path), col(JobFile.sha256), col(JobFile.size)).where(
-                col(JobFile.job_id) == task.job_id
-            )
-        ).all()
+    task_query, files_query = _claimed_task_queries()
+    with transaction(engine) as conn:
+        row = conn.first(task_query, {"task": task_id})
+        assert row is not None
+        name, type_, frames, commands, attempts, job_id, job_name = row[:7]
+        priority, blend_file, blender_version, settings = row[7:]
+        files = conn.all(files_query, {"job": job_id})
     return ClaimedTask(
         id=task_id,
-        name=task.name,
-        type=task.type,
-        frames=list(task.frames),
-        commands=list(task.commands),
-        attempt=task.attempts,
+        name=name,
+        type=type_,
+        frames=list(frames),
+        commands=list(commands),
+        attempt=attempts,
         job=ClaimedJob(
-            id=task.job_id,
-            name=task.job_name,
-            priority=task.priority,
-            blend_file=task.blend_file,
-            blender_version=task.blender_version,
-            settings=dict(task.settings),
+            id=job_id,
+            name=job_name,
+            priority=priority,
+            blend_file=blend_file,
+            blender_version=blender_version,
+            settings=dict(settings),
             files=[JobFilePublic(path=p, sha256=s, size=n) for p, s, n in files],
         ),
     )

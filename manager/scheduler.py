@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -10,8 +11,6 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     Engine,
-    Select,
-    Update,
     and_,
     bindparam,
     case,
@@ -23,7 +22,8 @@ from sqlalchemy import (
 )
 from sqlmodel import col
 
-from manager.db import BEGIN_MODE, is_sqlite
+from manager.db import is_sqlite
+from manager.fastsql import FastStatement, transaction
 from manager.models import (
     Job,
     JobBlocklist,
@@ -86,7 +86,22 @@ def runnable_tasks():  # type: ignore[no-untyped-def]
     )
 
 
-def runner_params(runner: Runner) -> dict[str, Any]:
+@dataclass
+class ClaimingRunner:
+    """What claiming needs to know about a runner (read without the ORM on the hot path)."""
+
+    id: int
+    name: str
+    api_key_id: int | None
+    enabled: bool
+    status: str
+    last_seen_at: datetime | None
+    task_types: list[str]
+    tags: list[str]
+    capabilities: list[str]
+
+
+def runner_params(runner: Runner | ClaimingRunner) -> dict[str, Any]:
     return {
         "runner_id": runner.id,
         "runner_name": runner.name,
@@ -96,15 +111,18 @@ def runner_params(runner: Runner) -> dict[str, Any]:
     }
 
 
+RUNNER_LISTS = ("task_types", "tags", "capabilities")
+
+
 @cache
-def _probe() -> Select[tuple[int]]:
+def _probe() -> FastStatement:
     """Whether anything is runnable for the runner: a plain read, no lock."""
-    return runnable_tasks().limit(1)  # type: ignore[no-any-return]
+    return FastStatement(runnable_tasks().limit(1), lists=RUNNER_LISTS)
 
 
 @cache
-def _any_runnable() -> Select[int | None]:
-    return (
+def _any_runnable() -> FastStatement:
+    return FastStatement(
         select(col(Task.id))
         .join(Job, col(Job.id) == col(Task.job_id))
         .where(
@@ -118,12 +136,12 @@ def _any_runnable() -> Select[int | None]:
 
 def any_task_runnable(engine: Engine) -> bool:
     """Whether some runner, not necessarily a given one, could claim a task now (a read)."""
-    with engine.connect() as conn:
-        return conn.execute(_any_runnable()).first() is not None
+    with transaction(engine) as conn:
+        return conn.first(_any_runnable()) is not None
 
 
 @cache
-def _claim_statements() -> tuple[Update, Update, Update, Update]:
+def _claim_statements() -> tuple[FastStatement, FastStatement, FastStatement, FastStatement]:
     """Built once: constructing these costs more than running them."""
     candidate = (
         runnable_tasks()
@@ -170,12 +188,17 @@ def _claim_statements() -> tuple[Update, Update, Update, Update]:
         .values(status=status.value, last_seen_at=bindparam("now", type_=UTCDateTime()))
         for status in (RunnerStatus.WORKING, RunnerStatus.IDLE)
     }
-    return claim, start_job, mark_runner[RunnerStatus.WORKING], mark_runner[RunnerStatus.IDLE]
+    return (
+        FastStatement(claim, lists=RUNNER_LISTS),
+        FastStatement(start_job),
+        FastStatement(mark_runner[RunnerStatus.WORKING]),
+        FastStatement(mark_runner[RunnerStatus.IDLE]),
+    )
 
 
 def claim_next_task(
     engine: Engine,
-    runner: Runner,
+    runner: Runner | ClaimingRunner,
     *,
     lease_seconds: float,
     now: datetime | None = None,
@@ -202,23 +225,21 @@ def claim_next_task(
         "activity": f"claimed by {runner.name}",
         "warm_job_id": warm_job_id,
     }
-    with engine.connect() as conn:
-        if is_sqlite(engine):
-            # SQLite has one write lock for the whole farm: a runner that would get nothing
-            # (most wake-ups of a busy farm) finds that out by a read, without queueing for it.
-            # Only a look: the claim below decides, atomically, as if this were not here.
-            if not seen and conn.execute(_probe(), params).first() is None:
+    # SQLite has one write lock for the whole farm: a runner that would get nothing (most
+    # wake-ups of a busy farm) finds that out by a read, without queueing for it. Only a
+    # look: the claim below decides, atomically, as if this were not here.
+    if is_sqlite(engine) and not seen:
+        with transaction(engine) as conn:
+            if conn.first(_probe(), params) is None:
                 return None
-            conn.rollback()
-            conn = conn.execution_options(**{BEGIN_MODE: "IMMEDIATE"})
-        with conn.begin():
-            row = conn.execute(claim, params).first()
-            if row is None:
-                if seen:
-                    conn.execute(mark_idle, {"runner_id": runner.id, "now": now})
-                return None
-            task_id, job_id = row
-            conn.execute(start_job, {"job_id": job_id, "now": now})
-            conn.execute(mark_working, {"runner_id": runner.id, "now": now})
+    with transaction(engine, write=True) as conn:
+        row = conn.first(claim, params)
+        if row is None:
+            if seen:
+                conn.rowcount(mark_idle, {"runner_id": runner.id, "now": now})
+            return None
+        task_id, job_id = row
+        conn.rowcount(start_job, {"job_id": job_id, "now": now})
+        conn.rowcount(mark_working, {"runner_id": runner.id, "now": now})
     assert task_id is not None
     return int(task_id)

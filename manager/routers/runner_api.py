@@ -29,6 +29,7 @@ from manager.models import (
     Task,
     utcnow,
 )
+from manager.scheduler import ClaimingRunner
 from manager.schemas import (
     ClaimedTask,
     HeartbeatReply,
@@ -140,7 +141,7 @@ async def claim(
     its tasks go first."""
     state = request.app.state
     deadline = time.monotonic() + max(0.0, min(wait, MAX_CLAIM_WAIT))
-    runner: Runner | None = None
+    runner: ClaimingRunner | None = None
     woken_with: int | None = None
     while True:
         ticket = signal.ticket()  # queue up before looking, so no wake-up is missed
