@@ -18,8 +18,8 @@ bl_info = {
     "category": "Render",
 }
 
-# The legacy zip for Blender 3.x carries blender-asset-tracer here; the 4.2+ extension
-# installs it as a wheel instead.
+# The legacy zip for Blender 3.x carries blender-asset-tracer and zstandard here; the 4.2+
+# extension installs them as wheels instead.
 VENDOR = Path(__file__).resolve().parent / "vendor"
 
 
@@ -35,3 +35,7 @@ def unregister() -> None:
     from . import blender_ui
 
     blender_ui.unregister()
+    # Modules already imported stay loaded (a compiled one cannot be unloaded); the path
+    # goes, so a removed or updated add-on's folder is not searched again.
+    while str(VENDOR) in sys.path:
+        sys.path.remove(str(VENDOR))

@@ -48,12 +48,28 @@ def test_extension_has_a_manifest_and_the_wheels_it_names(built: tuple[Path, Pat
     assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
 
 
-def test_legacy_zip_carries_blender_asset_tracer_inside_the_addon(built: tuple[Path, Path]):
+def test_legacy_zip_carries_blender_asset_tracer_and_zstandard_inside_the_addon(
+    built: tuple[Path, Path],
+):
     _, legacy = built
     assert legacy.name.endswith("-legacy.zip")
     with zipfile.ZipFile(legacy) as archive:
-        names = set(archive.namelist())
+        listed = archive.namelist()
+    names = set(listed)
+    assert len(names) == len(listed), "a file is in the zip twice"
     assert {"framefarm/__init__.py", "framefarm/shared/frames.py"} <= names
     assert "framefarm/vendor/blender_asset_tracer/pack/__init__.py" in names
+    # zstandard reads compressed .blend files; one compiled module per Python and platform
+    assert "framefarm/vendor/zstandard/__init__.py" in names
+    for python in ("310", "311"):  # official Blender 3.1-3.6 builds; Debian's Blender 3.4
+        assert {
+            f"framefarm/vendor/zstandard/backend_c.cpython-{python}-x86_64-linux-gnu.so",
+            f"framefarm/vendor/zstandard/backend_c.cpython-{python}-darwin.so",
+            f"framefarm/vendor/zstandard/backend_c.cp{python}-win_amd64.pyd",
+        } <= names
+    assert {
+        "framefarm/vendor/blender_asset_tracer-LICENSE",
+        "framefarm/vendor/zstandard-LICENSE",
+    } <= names
     assert all(n.startswith("framefarm/") for n in names)
-    assert not any(n.endswith((".so", ".pyd", ".whl")) for n in names)
+    assert not any(n.endswith(".whl") or ".dist-info/" in n for n in names)
