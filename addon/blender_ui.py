@@ -21,8 +21,9 @@ def refresh_recent_jobs() -> float:
     if farm.jobs_refresh_due():
         prefs = preferences.preferences(bpy.context)
         allowed = online_access_problem(prefs.manager_url, getattr(bpy.app, "online_access", True))
-        if prefs.api_key.strip() and allowed is None:
-            farm.refresh_jobs(client.ManagerAddress(prefs.manager_url, prefs.api_key))
+        key = preferences.api_key()
+        if key and allowed is None:
+            farm.refresh_jobs(client.ManagerAddress(prefs.manager_url, key))
     if not farm.jobs_updated:
         return REFRESH_SECONDS
     farm.jobs_updated = False
@@ -39,6 +40,9 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Scene.framefarm = bpy.props.PointerProperty(type=properties.FRAMEFARM_PG_submission)
     bpy.app.timers.register(refresh_recent_jobs, first_interval=REFRESH_SECONDS, persistent=True)
+    enabled = bpy.context.preferences.addons.get(preferences.addon_package())
+    if enabled is not None:  # Blender starting with the add-on on: its old key moves now
+        preferences.migrate_old_key(bpy.context, enabled.preferences)
 
 
 def unregister() -> None:

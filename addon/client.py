@@ -15,7 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 TIMEOUT_SECONDS = 15.0
@@ -53,7 +53,7 @@ class ManagerRefused(FarmClientError):
 @dataclass(frozen=True)
 class ManagerAddress:
     url: str
-    api_key: str
+    api_key: str = field(repr=False)  # never in a log line or a traceback's locals
 
     @property
     def parts(self) -> urllib.parse.SplitResult:

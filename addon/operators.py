@@ -13,10 +13,11 @@ from pathlib import Path
 import bpy
 
 from . import client
+from .credentials import CredentialsError
 from .farm_shared import setting_eval
 from .form import rebuild_form, rows_of
 from .online_access import online_access_problem
-from .preferences import preferences, state
+from .preferences import api_key, api_keys, preferences, state
 from .scene_info import external_files, missing_files, scene_problems
 from .settings_form import submitted_settings
 from .submit_flow import Phase, SubmitFlow, SubmitRequest
@@ -29,9 +30,10 @@ def manager_address(context) -> client.ManagerAddress:
     problem = online_access_problem(prefs.manager_url, getattr(bpy.app, "online_access", True))
     if problem:
         raise client.ManagerUnreachable(problem)
-    if not prefs.api_key.strip():
+    key = api_key()
+    if not key:
         raise client.BadApiKey("no API key yet: paste a user key (ff_…) in the add-on preferences")
-    return client.ManagerAddress(prefs.manager_url, prefs.api_key)
+    return client.ManagerAddress(prefs.manager_url, key)
 
 
 def load_job_types(context) -> None:
@@ -77,6 +79,21 @@ class FRAMEFARM_OT_test_connection(FarmOperator, bpy.types.Operator):
         state().manager_version = version
         state().connection_message = f"Connected: manager {version}\nJob types: {names}"
         self.report({"INFO"}, f"Connected to manager {version}; job types: {names}")
+        return {"FINISHED"}
+
+
+class FRAMEFARM_OT_forget_api_key(FarmOperator, bpy.types.Operator):
+    """Remove the API key from this computer (paste a key again to submit)"""
+
+    bl_idname = "framefarm.forget_api_key"
+    bl_label = "Forget API key"
+
+    def act(self, context):
+        try:
+            api_keys().forget()
+        except CredentialsError as error:
+            raise client.FarmClientError(str(error)) from error
+        self.report({"INFO"}, "API key removed from this computer")
         return {"FINISHED"}
 
 
@@ -301,6 +318,7 @@ def redraw_farm_panels(context) -> None:
 
 CLASSES = (
     FRAMEFARM_OT_test_connection,
+    FRAMEFARM_OT_forget_api_key,
     FRAMEFARM_OT_refresh_job_types,
     FRAMEFARM_OT_submit_job,
     FRAMEFARM_OT_check_files,
