@@ -1,9 +1,10 @@
 """Runs inside real Blender: install the built add-on, build the textured project, submit.
 
 Argument: a JSON file with ``zip``, ``kind`` (``extension`` or ``legacy``), ``manager_url``,
-``api_key``, ``project`` (a folder) and ``hide`` (a site-packages folder whose
-blender-asset-tracer and zstandard must not be used, so the add-on's own copies are).
-Prints one ``@result {json}`` line per step; the test reads them. Blender 3.4 and bpy 5.0.
+``api_key``, ``project`` and ``cached_project`` (folders) and ``hide`` (a site-packages
+folder whose blender-asset-tracer and zstandard must not be used, so the add-on's own
+copies are). Prints one ``@result {json}`` line per step, never the API key; the test
+reads them. Blender 3.4 and bpy 5.0.
 """
 
 import hashlib
@@ -144,6 +145,63 @@ def timer_refresh(addon):
     result("timer", interval=interval, fetched=fetched, updated_after=state.jobs_updated)
 
 
+def config_file(*names):
+    return os.path.join(bpy.utils.user_resource("CONFIG"), *names)
+
+
+def key_file_facts():
+    """The credentials file as the artist's disk has it: where, its mode, whether it holds
+    the key (the key itself is never printed)."""
+    path = config_file("framefarm", "credentials.json")
+    if not os.path.exists(path):
+        return {"path": path, "exists": False}
+    with open(path) as f:
+        holds_key = json.load(f).get("api_key") == CONFIG["api_key"]
+    return {
+        "path": path,
+        "exists": True,
+        "mode": oct(os.stat(path).st_mode & 0o777),
+        "holds_key": holds_key,
+    }
+
+
+def saved_userpref():
+    """Save the preferences as Blender does on quit; what userpref.blend's bytes hold."""
+    bpy.ops.wm.save_userpref()
+    with open(config_file("userpref.blend"), "rb") as f:
+        data = f.read()
+    return {
+        "key_saved": CONFIG["api_key"].encode() in data,
+        "url_saved": CONFIG["manager_url"].encode() in data,  # the bytes are readable
+    }
+
+
+def migration(package, addon):
+    """A key that versions up to 0.2 saved in the ``api_key`` preference moves to the
+    credentials file when the add-on registers (as when Blender starts), then is gone."""
+    result("forget", **call(bpy.ops.framefarm.forget_api_key), **key_file_facts())
+    result("no_key", **call(bpy.ops.framefarm.test_connection))
+    bpy.context.preferences.addons[package].preferences.api_key = CONFIG["api_key"]
+    before = saved_userpref()
+    vendor = os.path.join(os.path.dirname(addon.__file__), "vendor")
+    addon_utils.disable(package, default_set=False)
+    vendor_on_path_disabled = vendor in sys.path
+    addon_utils.enable(package, default_set=False, handle_error=None)
+    prefs = bpy.context.preferences.addons[package].preferences
+    result(
+        "migrated",
+        **key_file_facts(),
+        old_key_cleared=prefs.api_key == "" and not prefs.is_property_set("api_key"),
+        prefs_dirty=bpy.context.preferences.is_dirty,
+        old_version_saved_key=before["key_saved"],
+        after=saved_userpref(),
+        vendor=os.path.isdir(vendor),
+        vendor_on_path=vendor in sys.path,
+        vendor_on_path_disabled=vendor_on_path_disabled,
+    )
+    return prefs
+
+
 def file_sha(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -152,21 +210,28 @@ def file_sha(path):
 def main():
     # Built first: the scene builder resets Blender to factory settings, add-ons included.
     shot = textured_scene.build(CONFIG["project"], (1.0, 0.0, 0.0))
+    cached_shot = textured_scene.build(
+        CONFIG["cached_project"], (0.0, 1.0, 0.0), absolute=True, cached=True, compressed=True
+    )
+    with open(cached_shot, "rb") as f:
+        result("cached_built", magic=f.read(4).hex())
     sys.meta_path.insert(0, HideSitePackages())
     package, addon = install()
     import blender_asset_tracer
+    import zstandard
 
-    try:
-        import zstandard
-    except ImportError:  # the legacy zip carries no compiled wheels
-        zstandard = None
-    zstd = zstandard.__file__ if zstandard else None
-    result("installed", package=package, bat=blender_asset_tracer.__file__, zstd=zstd)
+    result("installed", package=package, bat=blender_asset_tracer.__file__, zstd=zstandard.__file__)
 
     bpy.ops.wm.open_mainfile(filepath=shot)
     prefs = bpy.context.preferences.addons[package].preferences
     prefs.manager_url = CONFIG["manager_url"]
-    prefs.api_key = CONFIG["api_key"]
+    prefs.masked_api_key = CONFIG["api_key"]
+    result(
+        "credentials",
+        **key_file_facts(),
+        shown=prefs.masked_api_key == CONFIG["api_key"],
+        userpref=saved_userpref(),
+    )
     result(
         "connection",
         **call(bpy.ops.framefarm.test_connection),
@@ -211,9 +276,9 @@ def main():
     result("draw", **draw_recorder.draw_everything(addon, prefs))
     addon.preferences.state().last_job = None
 
-    prefs.api_key = "ff_not-a-key"
+    prefs.masked_api_key = "ff_not-a-key"
     submit(addon, "bad_key")
-    prefs.api_key = CONFIG["api_key"]
+    prefs.masked_api_key = CONFIG["api_key"]
     prefs.manager_url = "http://127.0.0.1:9"
     submit(addon, "unreachable")
     result("test_unreachable", **call(bpy.ops.framefarm.test_connection))
@@ -226,6 +291,10 @@ def main():
     result("check_files", **call(bpy.ops.framefarm.check_files))
     result("check_files_warnings", warnings=addon.preferences.state().warnings)
     submit(addon, "texture_missing")
+
+    migration(package, addon)
+    bpy.ops.wm.open_mainfile(filepath=cached_shot)
+    submit(addon, "cached")  # a compressed file, with the key moved from the preferences
     result("done")
 
 

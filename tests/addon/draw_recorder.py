@@ -96,4 +96,8 @@ def draw_everything(addon, prefs):
     addon.preferences.draw_preferences(RecordingLayout(problems, prefs_lines), prefs, state)
     if "<framefarm.test_connection>" not in prefs_lines:
         problems.append(f"no test connection button in {prefs_lines}")
+    if not {"[masked_api_key]", "<framefarm.forget_api_key>"} <= set(prefs_lines):
+        problems.append(f"no masked API key field and forget button in {prefs_lines}")
+    if "[api_key]" in prefs_lines:
+        problems.append("the old preference that held the key in clear text is drawn")
     return {"problems": problems, "sidebar": sidebar, "uploading": uploading, "prefs": prefs_lines}

@@ -1,17 +1,24 @@
 """The built add-on, installed by real Blender, submits a textured, linked scene to a real farm.
 
 bpy 5.0.1 installs the extension zip (its own blender-asset-tracer and zstandard wheels,
-not this virtualenv's), Debian's Blender 3.4 the legacy zip. In each, blender_driver.py
-builds a shot whose texture and library live in other folders, submits it with the
-add-on's operator, resubmits it unchanged, changes the texture and submits again, then
-checks errors, the unsaved-changes path and the panels. A runner renders the first job
-and the EXR must show the texture on the left and the linked library's object on the right.
+not this virtualenv's), Debian's Blender 3.4 the legacy zip (with its own copies of both
+in its vendor/ folder). In each, blender_driver.py builds a shot whose texture and library
+live in other folders, submits it with the add-on's operator, resubmits it unchanged,
+changes the texture and submits again, then checks errors, the unsaved-changes path and the
+panels; it keeps the API key in its credentials file and moves one from old preferences
+there. Last it submits a second shot, saved compressed, whose texture and Mesh Cache file
+sit in other folders under absolute paths. Then the artist's files are deleted and a runner
+renders the first job and the compressed one from the farm's copies: the EXRs must show
+each texture on the left and the library's object, or the cached one, on the right.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import sysconfig
@@ -19,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from blender_asset_tracer import trace
 from PIL import Image
 
 from framefarm.submit import download_outputs, wait_for_job
@@ -61,6 +69,7 @@ def run_driver(farm: LiveFarm, tmp_path: Path, kind: str, zip_path: Path) -> dic
                 "manager_url": farm.url,
                 "api_key": farm.user_key,
                 "project": str(tmp_path / "project"),
+                "cached_project": str(tmp_path / "cached"),
                 "hide": sysconfig.get_paths()["purelib"],
                 "green_png": str(green_png(tmp_path / "green.png")),
             }
@@ -90,6 +99,7 @@ def run_driver(farm: LiveFarm, tmp_path: Path, kind: str, zip_path: Path) -> dic
             step = json.loads(line.removeprefix("@result "))
             results[step["step"]] = step
     assert done.returncode == 0 and "done" in results, done.stdout[-5000:] + done.stderr[-5000:]
+    assert farm.user_key not in done.stdout + done.stderr, "the add-on printed the API key"
     return results
 
 
@@ -160,19 +170,78 @@ def check_submissions(results: dict[str, dict], tmp_path: Path) -> None:
     assert any("paint.png" in warning for warning in missing["warnings"]), missing
 
 
-def check_first_frame(farm: LiveFarm, job_id: int, dest: Path) -> None:
+def check_credentials(results: dict[str, dict]) -> None:
+    """The key lives in a 0600 file in Blender's config folder, never in userpref.blend."""
+    credentials = results["credentials"]
+    assert credentials["path"].endswith("/config/framefarm/credentials.json"), credentials
+    assert credentials["exists"] and credentials["mode"] == "0o600", credentials
+    assert credentials["holds_key"] and credentials["shown"], credentials
+    assert credentials["userpref"] == {"key_saved": False, "url_saved": True}, credentials
+
+    forget = results["forget"]
+    assert forget["outcome"] == ["FINISHED"] and not forget["exists"], forget
+    assert "no API key yet" in results["no_key"]["error"], results["no_key"]
+    migrated = results["migrated"]
+    assert migrated["old_version_saved_key"] is True, migrated  # what the move is for
+    assert migrated["exists"] and migrated["mode"] == "0o600" and migrated["holds_key"], migrated
+    assert migrated["old_key_cleared"] and migrated["prefs_dirty"], migrated
+    assert migrated["after"] == {"key_saved": False, "url_saved": True}, migrated
+
+
+def stored_job_files(farm: LiveFarm, job_id: int) -> dict[str, Path]:
+    """The job's manifest as the manager stored it: relative path → the blob's file."""
+    uri = f"file:{farm.root / 'framefarm.db'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        rows = db.execute("SELECT path, sha256 FROM job_files WHERE job_id = ?", (job_id,))
+        return {path: farm.root / "storage" / "blobs" / sha[:2] / sha for path, sha in rows}
+
+
+def check_cached_job(farm: LiveFarm, results: dict[str, dict], tmp_path: Path) -> None:
+    """The compressed shot's texture and cache reached the manager, under relative paths."""
+    assert results["cached_built"]["magic"] == "28b52ffd", results["cached_built"]  # zstd
+    cached = results["cached"]
+    assert cached["outcome"] == ["FINISHED"], cached
+    files = ["caches/prop.pc2", "shots/shot.blend", "textures/paint.png"]
+    assert cached["manifest"] == files and cached["warnings"] == [], cached
+    stored = stored_job_files(farm, cached["job_id"])
+    assert sorted(stored) == files
+    cache = tmp_path / "cached" / "caches" / "prop.pc2"
+    assert stored["caches/prop.pc2"].read_bytes() == cache.read_bytes()
+    shot = tmp_path / "stored-shot.blend"
+    shutil.copyfile(stored["shots/shot.blend"], shot)
+    paths = {usage.asset_path.decode() for usage in trace.deps(shot)}
+    assert paths == {"//../textures/paint.png", "//../caches/prop.pc2"}
+
+
+def render_from_the_farm_alone(
+    farm: LiveFarm, backend: BlenderBackend, name: str, results: dict[str, dict], tmp_path: Path
+) -> None:
+    """Delete the artist's projects, start a runner, and render the first and cached jobs."""
+    shutil.rmtree(tmp_path / "project")
+    shutil.rmtree(tmp_path / "cached")
+    farm.start_runner(backend, name)
+    expected = {
+        results["first"]["job_id"]: [1.0, 0.0, 0.0],
+        results["cached"]["job_id"]: [0.0, 1.0, 0.0],
+    }
+    check_frames(farm, expected, tmp_path / "frames")
+
+
+def check_frames(farm: LiveFarm, left_colours: dict[int, list[float]], dest: Path) -> None:
+    """Each job's frame: its texture's colour on the left, blue on the right."""
     with farm.client() as client:
-        for job in client.get("/api/jobs").json()["jobs"]:  # only the first one is looked at
-            if job["id"] != job_id and job["status"] in ("queued", "active"):
+        for job in client.get("/api/jobs").json()["jobs"]:  # only these are looked at
+            if job["id"] not in left_colours and job["status"] in ("queued", "active"):
                 client.post(f"/api/jobs/{job['id']}/cancel")
-        status = wait_for_job(client, job_id, timeout=300, poll=0.2)
-        assert status["status"] == "completed", farm.logs()
-        (exr,) = download_outputs(client, job_id, dest)
-    pixels = read_exr(exr)
-    left = [float(pixels[c][32, 16]) for c in "RGB"]
-    right = [float(pixels[c][32, 48]) for c in "RGB"]
-    assert np.allclose(left, [1.0, 0.0, 0.0], atol=0.02), f"texture not shown: {left}"
-    assert np.allclose(right, [0.0, 0.0, 1.0], atol=0.02), f"library object missing: {right}"
+        for job_id, colour in left_colours.items():
+            status = wait_for_job(client, job_id, timeout=300, poll=0.2)
+            assert status["status"] == "completed", farm.logs()
+            (exr,) = download_outputs(client, job_id, dest / str(job_id))
+            pixels = read_exr(exr)
+            left = [float(pixels[c][32, 16]) for c in "RGB"]
+            right = [float(pixels[c][32, 48]) for c in "RGB"]
+            assert np.allclose(left, colour, atol=0.02), f"job {job_id}: texture not shown: {left}"
+            assert np.allclose(right, [0.0, 0.0, 1.0], atol=0.02), f"job {job_id}: {right}"
 
 
 def test_extension_in_bpy_submits_a_textured_linked_scene(
@@ -181,7 +250,6 @@ def test_extension_in_bpy_submits_a_textured_linked_scene(
     addon_zips: dict[str, Path],
     tmp_path: Path,
 ):
-    live_farm.start_runner(bpy_backend, "node-bpy")
     results = run_driver(live_farm, tmp_path, "extension", addon_zips["extension"])
     installed = results["installed"]
     hidden = os.path.realpath(sysconfig.get_paths()["purelib"])
@@ -189,7 +257,9 @@ def test_extension_in_bpy_submits_a_textured_linked_scene(
     assert "extensions" in installed["bat"] and not installed["bat"].startswith(hidden)
     assert "extensions" in installed["zstd"] and not installed["zstd"].startswith(hidden)
     check_submissions(results, tmp_path)
-    check_first_frame(live_farm, results["first"]["job_id"], tmp_path / "frames")
+    check_credentials(results)
+    check_cached_job(live_farm, results, tmp_path)
+    render_from_the_farm_alone(live_farm, bpy_backend, "node-bpy", results, tmp_path)
 
 
 def test_legacy_zip_in_blender34_submits_a_textured_linked_scene(
@@ -198,9 +268,15 @@ def test_legacy_zip_in_blender34_submits_a_textured_linked_scene(
     addon_zips: dict[str, Path],
     tmp_path: Path,
 ):
-    live_farm.start_runner(blender_exe_backend, "node-34")
     results = run_driver(live_farm, tmp_path, "legacy", addon_zips["legacy"])
-    assert results["installed"]["package"] == "framefarm"
-    assert "/framefarm/vendor/blender_asset_tracer/" in results["installed"]["bat"]
+    installed = results["installed"]
+    assert installed["package"] == "framefarm"
+    assert "/framefarm/vendor/blender_asset_tracer/" in installed["bat"]
+    assert "/framefarm/vendor/zstandard/" in installed["zstd"]  # reads the compressed shot
+    migrated = results["migrated"]  # the add-on was disabled and enabled again there
+    assert migrated["vendor"] and migrated["vendor_on_path"], migrated
+    assert migrated["vendor_on_path_disabled"] is False, migrated
     check_submissions(results, tmp_path)
-    check_first_frame(live_farm, results["first"]["job_id"], tmp_path / "frames")
+    check_credentials(results)
+    check_cached_job(live_farm, results, tmp_path)
+    render_from_the_farm_alone(live_farm, blender_exe_backend, "node-34", results, tmp_path)

@@ -196,3 +196,25 @@ def test_an_absolute_texture_path_is_rewritten_relative_in_a_copy(tmp_path: Path
     assert rewritten.parent == tmp_path / "staging" and shot.read_bytes() == before
     paths = {u.asset_path.decode() for u in trace.deps(rewritten)}
     assert paths == {"//../textures/paint.png", "//../library/props.blend"}
+
+
+def test_a_compressed_shot_with_a_cache_in_another_folder_packs_with_relative_paths(
+    tmp_path: Path,
+):
+    from blender_asset_tracer import trace
+
+    project = build_textured_project(tmp_path / "project", "absolute", "cached", "compressed")
+    shot = project / "shots" / "shot.blend"
+    assert shot.read_bytes()[:4] == bytes.fromhex("28b52ffd")  # zstd, as Blender 3.0+ saves
+    pack = pack_blend(shot, tmp_path / "staging")
+    sources = {f.path: f.source for f in pack.files}
+    assert sorted(sources) == ["caches/prop.pc2", "shots/shot.blend", "textures/paint.png"]
+    assert sources["caches/prop.pc2"] == project / "caches" / "prop.pc2"
+    assert pack.missing == []
+    usages = {
+        (u.block_name.decode(), u.asset_path.decode()) for u in trace.deps(sources[pack.blend_file])
+    }
+    assert usages == {
+        ("IMpaint.png", "//../textures/paint.png"),
+        ("OBCached.modifiers[0]", "//../caches/prop.pc2"),
+    }
