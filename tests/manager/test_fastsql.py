@@ -1,0 +1,113 @@
+"""The hot path's precompiled statements give what SQLAlchemy's own execution gives, on
+SQLite and PostgreSQL: list parameters of any length, timestamps and JSON both ways,
+rollback on error, and driver errors raised as SQLAlchemy's exceptions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from manager.db import make_engine, migrate, session_scope
+from manager.fastsql import FastStatement, transaction
+from manager.models import Runner, UTCDateTime
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def runners(engine: Engine) -> list[int]:
+    with session_scope(engine) as session:
+        made = [
+            Runner(name=f"r{i}", task_types=["blender", "misc"][: i % 3], tags=[f"t{i}"])
+            for i in range(5)
+        ]
+        session.add_all(made)
+        session.flush()
+        return [r.id for r in made if r.id is not None]
+
+
+BY_NAME = (
+    select(col(Runner.id), col(Runner.task_types), col(Runner.last_seen_at))
+    .where(col(Runner.name).in_(bindparam("names", expanding=True)))
+    .order_by(col(Runner.id))
+)
+NAMED = FastStatement(BY_NAME, lists=["names"])
+
+
+@pytest.mark.parametrize("names", [[], ["r1"], ["r0", "r2", "r4"], ["nobody", "r3"]])
+def test_a_list_parameter_of_any_length_matches_sqlalchemy(
+    engine: Engine, runners: list[int], names: list[str]
+) -> None:
+    with transaction(engine) as conn:
+        fast = conn.all(NAMED, {"names": names})
+    with engine.connect() as conn:
+        expected = [tuple(row) for row in conn.execute(BY_NAME, {"names": names})]
+    assert fast == expected
+    assert [row[0] for row in fast] == [
+        runners[int(name[1:])] for name in sorted(names) if name != "nobody"
+    ]
+
+
+def test_timestamps_and_json_round_trip_as_the_orm_sees_them(
+    engine: Engine, runners: list[int]
+) -> None:
+    seen = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)  # (no microseconds: the edge case)
+    mark = FastStatement(
+        update(Runner)
+        .where(col(Runner.id) == bindparam("runner"))
+        .values(last_seen_at=bindparam("seen", type_=UTCDateTime()))
+    )
+    with transaction(engine, write=True) as conn:
+        assert conn.rowcount(mark, {"runner": runners[2], "seen": seen}) == 1
+    with Session(engine) as session:
+        runner = session.get(Runner, runners[2])
+        assert runner is not None
+        assert runner.last_seen_at == seen
+        assert runner.task_types == ["blender", "misc"]
+    with transaction(engine) as conn:
+        row = conn.first(NAMED, {"names": ["r2"]})
+    assert row == (runners[2], ["blender", "misc"], seen)
+    assert row is not None and row[2].tzinfo is not None
+
+    later = FastStatement(
+        select(col(Runner.name))
+        .where(col(Runner.last_seen_at) > bindparam("since", type_=UTCDateTime()))
+        .order_by(col(Runner.name))
+    )
+    with transaction(engine) as conn:
+        assert conn.all(later, {"since": seen - timedelta(microseconds=1)}) == [("r2",)]
+        assert conn.all(later, {"since": seen}) == []
+
+
+def test_an_error_rolls_back_and_is_raised_as_sqlalchemys(
+    engine: Engine, runners: list[int]
+) -> None:
+    rename = FastStatement(
+        update(Runner).where(col(Runner.id) == bindparam("runner")).values(name=bindparam("name"))
+    )
+    with pytest.raises(IntegrityError), transaction(engine, write=True) as conn:
+        assert conn.rowcount(rename, {"runner": runners[0], "name": "renamed"}) == 1
+        conn.rowcount(rename, {"runner": runners[1], "name": "r2"})  # taken: unique
+    with Session(engine) as session:
+        names = session.scalars(select(col(Runner.name)).order_by(col(Runner.id))).all()
+    assert names == ["r0", "r1", "r2", "r3", "r4"]
+    # The connection went back to the pool usable, and the writer mutex was released.
+    with transaction(engine, write=True) as conn:
+        assert conn.rowcount(rename, {"runner": runners[0], "name": "renamed"}) == 1
+
+
+def test_a_list_must_be_declared(engine: Engine, runners: list[int]) -> None:
+    undeclared = FastStatement(BY_NAME)
+    with pytest.raises(ValueError, match="names"), transaction(engine) as conn:
+        conn.all(undeclared, {"names": ["r1", "r2"]})
