@@ -19,9 +19,11 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 import sysconfig
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -280,3 +282,51 @@ def test_legacy_zip_in_blender34_submits_a_textured_linked_scene(
     check_credentials(results)
     check_cached_job(live_farm, results, tmp_path)
     render_from_the_farm_alone(live_farm, blender_exe_backend, "node-34", results, tmp_path)
+
+
+def run_blender34(home: Path, script: str, *options: str) -> str:
+    done = subprocess.run(
+        ["blender", "-b", *options, "--python-exit-code", "1", "--python-expr", script],
+        env=blender_env(home),
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+def test_a_key_in_old_preferences_moves_to_the_key_file_when_blender_starts(
+    addon_zips: dict[str, Path], tmp_path: Path
+):
+    key = "ff_" + uuid.uuid4().hex
+    home = tmp_path / "home"
+    config = home / "blender" / "config"
+    # As add-on 0.2 left it: enabled, the key saved in its `api_key` preference.
+    run_blender34(
+        home,
+        "import addon_utils, bpy\n"
+        f"bpy.ops.preferences.addon_install(filepath={str(addon_zips['legacy'])!r})\n"
+        "addon_utils.enable('framefarm', default_set=True, handle_error=None)\n"
+        f"bpy.context.preferences.addons['framefarm'].preferences.api_key = {key!r}\n"
+        "bpy.ops.wm.save_userpref()\n",
+        "--factory-startup",
+    )
+    assert key.encode() in (config / "userpref.blend").read_bytes()
+    assert not (config / "framefarm" / "credentials.json").exists()
+
+    # Blender starts with those preferences and the add-on on; quitting saves them.
+    output = run_blender34(
+        home,
+        "import bpy\n"
+        "prefs = bpy.context.preferences\n"
+        "assert prefs.is_dirty, 'the preferences would not be saved again'\n"
+        "assert not prefs.addons['framefarm'].preferences.is_property_set('api_key')\n"
+        "bpy.ops.wm.save_userpref()\n",
+    )
+    credentials = config / "framefarm" / "credentials.json"
+    assert json.loads(credentials.read_text()) == {"api_key": key}
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    assert key.encode() not in (config / "userpref.blend").read_bytes()
+    assert key not in output
