@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from runner.errors import RunnerError
 from runner.ffmpeg import supported_deliverables
 from runner.loop import Runner, StopControl
 from runner.reports import ReportQueue
+from runner.session import SessionPolicy
 from runner.versions import BlenderShelf
 from runner.workspace import Workspace, parse_size
 
@@ -52,6 +55,126 @@ def env(flag: str) -> str | None:
 
 def env_flag(flag: str) -> bool:
     return (env(flag) or "").strip().lower() in TRUE
+
+
+def session_limit(
+    flag: str,
+    convert: Callable[[str], float],
+    *,
+    above: float,
+    expected: str,
+    can_be_off: bool = True,
+) -> Callable[[str], Any]:
+    """An argparse type for ``--flag``: a number above ``above``, or ``off`` (None)."""
+    variable = "FRAMEFARM_RUNNER_" + flag.upper().replace("-", "_")
+    if can_be_off:
+        expected += ", or off"
+
+    def parse(text: str) -> float | None:
+        if can_be_off and text.strip().lower() == "off":
+            return None
+        try:
+            value: float | None = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value <= above:
+            raise argparse.ArgumentTypeError(
+                f"must be {expected} (got {text!r}; from --{flag} or {variable})"
+            )
+        return value
+
+    return parse
+
+
+def session_policy(args: argparse.Namespace) -> SessionPolicy:
+    """The session limits the --session-* flags set (checked by their types)."""
+    return SessionPolicy(
+        baseline_frames=int(args.session_baseline_frames),
+        slowdown=args.session_slowdown,
+        memory_limit_bytes=(
+            None if args.session_memory_limit is None else int(args.session_memory_limit)
+        ),
+        memory_growth=args.session_memory_growth,
+        idle_s=args.session_idle,
+    )
+
+
+def add_session_flags(parser: argparse.ArgumentParser) -> None:
+    policy = SessionPolicy()
+    group = parser.add_argument_group(
+        "render sessions", "when a kept Blender starts afresh (off turns a limit off)"
+    )
+
+    def limit(
+        flag: str,
+        convert: Callable[[str], float],
+        *,
+        above: float,
+        expected: str,
+        default: object,
+        metavar: str,
+        help: str,
+        can_be_off: bool = True,
+    ) -> None:
+        group.add_argument(
+            f"--{flag}",
+            type=session_limit(
+                flag, convert, above=above, expected=expected, can_be_off=can_be_off
+            ),
+            default=env(flag) or (None if default is None else str(default)),
+            metavar=metavar,
+            help=help,
+        )
+
+    limit(
+        "session-slowdown",
+        float,
+        above=1,
+        expected="a number above 1, e.g. 1.5",
+        default=policy.slowdown,
+        metavar="FACTOR",
+        help="when a frame takes this many times the median of the session's first frames "
+        f"(default {policy.slowdown:g})",
+    )
+    limit(
+        "session-baseline-frames",
+        int,
+        above=0,
+        expected="a whole number of frames, 1 or more",
+        default=policy.baseline_frames,
+        metavar="N",
+        help=f"frames the slow-down is measured against (default {policy.baseline_frames})",
+        can_be_off=False,
+    )
+    limit(
+        "session-memory-limit",
+        parse_size,
+        above=0,
+        expected="a size above 0, e.g. 8G",
+        default=policy.memory_limit_bytes,
+        metavar="SIZE",
+        help="when Blender's resident memory passes this, e.g. 8G (default: off)",
+    )
+    limit(
+        "session-memory-growth",
+        float,
+        above=1,
+        expected="a number above 1, e.g. 2",
+        default=policy.memory_growth,
+        metavar="FACTOR",
+        help="when Blender's resident memory passes this many times what it was after the "
+        f"first frame (default {policy.memory_growth:g})",
+    )
+    limit(
+        "session-idle",
+        float,
+        above=0,
+        expected="a number of seconds above 0, e.g. 120",
+        default=policy.idle_s,
+        metavar="SECONDS",
+        help=f"end a session after this long without a task of its job (default {policy.idle_s:g})",
+        can_be_off=False,
+    )
 
 
 def add_parser(subparsers: Any) -> None:
@@ -116,6 +239,7 @@ def add_parser(subparsers: Any) -> None:
         default=env_flag("no-sessions"),
         help="start Blender for every task instead of keeping it running with the job's scene",
     )
+    add_session_flags(parser)
     parser.set_defaults(handler=run)
 
 
@@ -237,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
         devices=devices,
         slot_devices=slot_devices,
         sessions=not args.no_sessions,
+        session_policy=session_policy(args),
     )
     if live:
         setup_logging(board, live=True, log_file=args.log_file)

@@ -21,7 +21,7 @@ from runner.devices import CyclesDevice, DeviceChoice
 from runner.errors import ManagerRejected, ManagerUnreachable, RunnerError
 from runner.progress import TaskProgress, watch_task
 from runner.reports import ReportQueue
-from runner.session import SessionPool
+from runner.session import SessionPolicy, SessionPool
 from runner.versions import BlenderShelf
 from runner.workspace import Workspace
 
@@ -78,6 +78,7 @@ class Runner:
         slot_devices: list[DeviceChoice] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         sessions: bool = True,
+        session_policy: SessionPolicy | None = None,
     ) -> None:
         self.client = client
         self.blenders = blenders
@@ -94,7 +95,7 @@ class Runner:
         self.devices = devices or []
         self.slot_devices = slot_devices or [DeviceChoice()]
         # One kept Blender session per slot (runner.session); none with --no-sessions.
-        self.sessions = [SessionPool() for _ in self.slot_devices] if sessions else []
+        self.sessions = [SessionPool(session_policy) for _ in self.slot_devices] if sessions else []
         self._sleep = sleep
         self.heartbeat_interval = 5.0
         self._done = 0

@@ -39,10 +39,13 @@ LineCallback = Callable[[str], None]
 
 @dataclass(frozen=True)
 class SessionPolicy:
-    """When a session starts afresh; see the module docstring."""
+    """When a session starts afresh; see the module docstring. None turns a limit off.
+
+    A runner sets them with its ``--session-*`` flags (``runner.cli``), which check them.
+    """
 
     baseline_frames: int = 3
-    slowdown: float = 1.5
+    slowdown: float | None = 1.5
     min_slowdown_s: float = 0.5  # tiny frames vary by more than 1.5× under load
     memory_limit_bytes: int | None = None
     memory_growth: float | None = 2.0  # × the resident memory after the first frame
@@ -189,7 +192,7 @@ class SessionRenderer:
         policy, times = self.policy, session.frame_seconds
         rss = resident_bytes(session.pid)
         session.first_rss = session.first_rss or rss
-        if len(times) > policy.baseline_frames:
+        if policy.slowdown is not None and len(times) > policy.baseline_frames:
             baseline = statistics.median(times[: policy.baseline_frames])
             if times[-1] > max(baseline * policy.slowdown, baseline + policy.min_slowdown_s):
                 return (
