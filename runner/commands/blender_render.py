@@ -15,12 +15,12 @@ log = logging.getLogger("framefarm.runner")
 
 @command("blender-render")
 def blender_render(ctx: TaskContext, parameters: dict[str, Any]) -> None:
-    renderer = ctx.renderer_for_job(sessions=parameters.get("sessions") is not False)
     frames = [int(f) for f in param(parameters, "frames", list, command_name="blender-render")]
     blend = param(parameters, "blend_file", str, command_name="blender-render")
     allow_scripts = parameters.get("allow_scripts", False)
     if not isinstance(allow_scripts, bool):
         raise BadParameters("blender-render: parameter 'allow_scripts' must be true or false")
+    renderer = ctx.renderer_for_job(sessions=parameters.get("sessions") is not False)
     if allow_scripts:
         log.info("task %s: its job type lets the scene's Python scripts run", ctx.task_id)
     files = ctx.files_dir()

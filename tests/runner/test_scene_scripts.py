@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from runner.blender import BlenderBackend, RenderEvent, check_render
+from runner.commands import BadParameters, TaskContext, run_command
 from runner.devices import DeviceChoice
 from runner.renderer import ProcessRenderer, Renderer, RenderRequest
 from runner.session import SessionRenderer
@@ -79,3 +81,14 @@ def test_a_session_never_serves_both_kinds_of_request(
         session.close()
     assert_scripts_ran(on, off)
     assert_scripts_ran(on, again)
+
+
+@pytest.mark.parametrize("value", ["false", 0, "no"])
+def test_allow_scripts_must_be_true_or_false(value: object) -> None:
+    # Refused before anything runs: a string "false" must never read as yes.
+    task = {"id": 1, "name": "render-1", "job": {"id": 1}}
+    nothing = cast(Any, None)
+    ctx = TaskContext(nothing, nothing, task, nothing, threading.Event())
+    parameters = {"blend_file": "shot.blend", "frames": [1], "allow_scripts": value}
+    with pytest.raises(BadParameters, match="'allow_scripts' must be true or false"):
+        run_command(ctx, {"name": "blender-render", "parameters": parameters})
