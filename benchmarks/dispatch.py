@@ -65,59 +65,63 @@ async def simulate(url: str, key: str, runners: int, total: int, work_s: float) 
     claimed = 0
     first_claim = last_claim = 0.0
     done = asyncio.Event()
-    limits = httpx.Limits(max_connections=runners + 10, max_keepalive_connections=runners + 10)
-    async with httpx.AsyncClient(
-        base_url=url,
-        headers={"Authorization": f"Bearer {key}"},
-        limits=limits,
-        timeout=httpx.Timeout(60.0),
-    ) as client:
+    # One client (one connection) per simulated runner, as each real runner has its own.
+    clients = [
+        httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=httpx.Timeout(60.0)
+        )
+        for _ in range(runners)
+    ]
 
-        async def post(path: str, **options: Any) -> httpx.Response:
-            """As a real runner does: a dropped connection or a busy manager is tried again."""
-            for _ in range(50):
-                try:
-                    reply = await client.post(path, **options)
-                except httpx.TransportError as exc:
-                    problems[f"retried after {type(exc).__name__}"] += 1
-                else:
-                    if reply.status_code != 503:
-                        return reply
-                    problems["retried after 503 busy"] += 1
-                await asyncio.sleep(0.2)
-            raise RuntimeError(f"the manager did not answer {path}")
+    async def post(client: httpx.AsyncClient, path: str, **options: Any) -> httpx.Response:
+        """As a real runner does: a dropped connection or a busy manager is tried again."""
+        for _ in range(50):
+            try:
+                reply = await client.post(path, **options)
+            except httpx.TransportError as exc:
+                problems[f"retried after {type(exc).__name__}"] += 1
+            else:
+                if reply.status_code != 503:
+                    return reply
+                problems["retried after 503 busy"] += 1
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"the manager did not answer {path}")
 
-        async def runner(index: int) -> None:
-            nonlocal claimed, first_claim, last_claim
-            reply = await post(
-                "/api/runner/register", json={"name": f"sim-{index:03d}", "task_types": ["misc"]}
-            )
-            reply.raise_for_status()
-            runner_id = reply.json()["id"]
-            while not done.is_set():
-                response = await post(f"/api/runner/{runner_id}/claim", params={"wait": 5})
-                if response.status_code == 204:
-                    continue
-                response.raise_for_status()
-                now = time.perf_counter()
-                task = response.json()
-                job_id, step = task["job"]["id"], int(task["name"].split("-")[1])
-                if (job_id, step) in ready_at:
-                    latencies.append(now - ready_at.pop((job_id, step)))
-                claimed += 1
-                first_claim = first_claim or now
-                last_claim = now
-                await asyncio.sleep(work_s)
-                finish = await post(f"/api/runner/{runner_id}/tasks/{task['id']}/complete")
-                if finish.status_code == 409:  # requeued: the runner was silent too long
-                    problems["tasks taken back (runner silent past the timeout)"] += 1
-                    continue
-                if finish.status_code != 204:
-                    raise RuntimeError(f"completing task {task['id']}: {finish.text}")
-                ready_at[(job_id, step + 1)] = time.perf_counter()
-                if claimed >= total:
-                    done.set()
+    async def runner(index: int) -> None:
+        nonlocal claimed, first_claim, last_claim
+        client = clients[index]
+        reply = await post(
+            client,
+            "/api/runner/register",
+            json={"name": f"sim-{index:03d}", "task_types": ["misc"]},
+        )
+        reply.raise_for_status()
+        runner_id = reply.json()["id"]
+        while not done.is_set():
+            response = await post(client, f"/api/runner/{runner_id}/claim", params={"wait": 30})
+            if response.status_code == 204:
+                continue
+            response.raise_for_status()
+            now = time.perf_counter()
+            task = response.json()
+            job_id, step = task["job"]["id"], int(task["name"].split("-")[1])
+            if (job_id, step) in ready_at:
+                latencies.append(now - ready_at.pop((job_id, step)))
+            claimed += 1
+            first_claim = first_claim or now
+            last_claim = now
+            await asyncio.sleep(work_s)
+            finish = await post(client, f"/api/runner/{runner_id}/tasks/{task['id']}/complete")
+            if finish.status_code == 409:  # requeued: the runner was silent too long
+                problems["tasks taken back (runner silent past the timeout)"] += 1
+                continue
+            if finish.status_code != 204:
+                raise RuntimeError(f"completing task {task['id']}: {finish.text}")
+            ready_at[(job_id, step + 1)] = time.perf_counter()
+            if claimed >= total:
+                done.set()
 
+    try:
         workers = [asyncio.create_task(runner(i)) for i in range(runners)]
         await done.wait()
         for worker in workers:
@@ -130,12 +134,22 @@ async def simulate(url: str, key: str, runners: int, total: int, work_s: float) 
         ]
         if errors:
             raise RuntimeError(f"{len(errors)} simulated runners failed, first: {errors[0]!r}")
+    finally:
+        await asyncio.gather(*(client.aclose() for client in clients))
     return {
         "claims": claimed,
         "seconds": last_claim - first_claim,
         "latencies": latencies,
         "problems": problems,
     }
+
+
+def claim_attempts(url: str) -> float:
+    """How many times runners looked for work in the database (the manager's metrics)."""
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("framefarm_claim_seconds_count"):
+            return float(line.split()[-1])
+    raise RuntimeError("the manager's /metrics has no framefarm_claim_seconds_count")
 
 
 def main() -> None:
@@ -159,6 +173,7 @@ def main() -> None:
             simulate(manager.url, manager.runner_key, args.runners, total, args.work_ms / 1000)
         )
         cpu = manager.cpu_seconds() - cpu_before
+        attempts = claim_attempts(manager.url)
         load_after = os.getloadavg()[0]
     latencies = [s * 1000 for s in result["latencies"]]
     table = Table(title=f"dispatch: {args.runners} runners, {total} tasks ({args.jobs} chains)")
@@ -175,6 +190,7 @@ def main() -> None:
         f"{cpu * 1000 / result['claims']:.2f}",
     )
     console.print(table)
+    console.print(f"claim attempts (database looks) per task claimed: {attempts / total:.2f}")
     # Other work on the machine shares its cores with the manager and the runners.
     console.print(f"load average (1 min) before {load_before:.1f}, after {load_after:.1f}")
     for problem, count in sorted(result["problems"].items()):

@@ -16,6 +16,7 @@ from manager.apikeys import ApiKeyCache
 from manager.auth import install_auth
 from manager.db import BEGIN_MODE, is_sqlite, make_engine, migrate, session_scope
 from manager.errors import install_error_handlers
+from manager.fast_lane import RunnerFastLane
 from manager.job_types import JobTypes
 from manager.metrics import FarmMetrics
 from manager.routers import (
@@ -79,6 +80,9 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
         version=__version__,
         description="Jobs, tasks, runners and files of a Blender render farm.",
         lifespan=lifespan,
+        # The farm exports Prometheus metrics itself (/metrics); FastAPI's OpenTelemetry
+        # hooks would otherwise look for a tracer on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -91,6 +95,7 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
     app.state.metrics = FarmMetrics(engine)
     app.state.job_types = JobTypes(settings.job_types_dir)
     install_error_handlers(app)
+    app.add_middleware(RunnerFastLane)
     install_auth(app, settings)
     app.include_router(health.router)
     app.include_router(jobs.router)

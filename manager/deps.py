@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
+from starlette.datastructures import State
 
 from manager.apikeys import find_api_key, last_use_is_stale, look_up_api_key, touch_api_key
 from manager.auth.sessions import user_from_session
@@ -118,22 +119,21 @@ def begin_writes(session: Session) -> None:
 
 
 async def get_runner_key(request: Request, credentials: Credentials) -> ApiKey:
+    if credentials is None:
+        raise _missing_key()
+    return await runner_key(request.app.state, credentials.credentials)
+
+
+async def runner_key(state: State, key: str) -> ApiKey:
     """The runner key, from the app's key cache when it is there (runners call often).
 
     A key revoked through this manager stops working at once; one revoked by another
     process within ``KEY_CACHE_SECONDS``.
     """
-    if credentials is None:
-        raise _missing_key()
-    state = request.app.state
-    record = state.api_key_cache.get(credentials.credentials)
+    record: ApiKey | None = state.api_key_cache.get(key)
     if record is None or last_use_is_stale(record):
         record = await run_in_threadpool(
-            look_up_api_key,
-            state.engine,
-            state.write_engine,
-            credentials.credentials,
-            state.api_key_cache,
+            look_up_api_key, state.engine, state.write_engine, key, state.api_key_cache
         )
     if record is None:
         raise _invalid_key()

@@ -113,25 +113,54 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def farm_error_response(exc: FarmError) -> JSONResponse:
+    headers = {"Retry-After": "1"} if isinstance(exc, ServiceBusy) else {}
+    return error_response(exc.status_code, exc.code, exc.message, **headers)
+
+
+def os_error_response(exc: OSError) -> JSONResponse:
+    # A full disk can strike any write (an upload, an output, a job folder); the
+    # writers clean their temp files up, so what the client needs is the cause.
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        log.error("storage full: %s", exc)
+        return error_response(
+            507, "storage_full", STORAGE_FULL_MESSAGE, **{"Retry-After": STORAGE_RETRY_AFTER}
+        )
+    log.exception("file system error")
+    return error_response(500, "file_system_error", "a file operation failed; see the log")
+
+
+def database_error_response(exc: OperationalError) -> JSONResponse:
+    if "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower():
+        log.warning("database busy: %s", exc.orig)
+        return error_response(
+            503, "busy", "the database is busy; retry shortly", **{"Retry-After": "1"}
+        )
+    log.exception("database error")
+    return error_response(500, "database_error", "the database failed; see the manager log")
+
+
+def response_for(exc: Exception) -> JSONResponse | None:
+    """The answer the handlers below give for ``exc``, for code outside FastAPI's routing."""
+    if isinstance(exc, FarmError):
+        return farm_error_response(exc)
+    if isinstance(exc, OSError):
+        return os_error_response(exc)
+    if isinstance(exc, OperationalError):
+        return database_error_response(exc)
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error to ``{"code", "message"}``."""
 
     @app.exception_handler(FarmError)
     async def farm_error(_: Request, exc: FarmError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if isinstance(exc, ServiceBusy) else {}
-        return error_response(exc.status_code, exc.code, exc.message, **headers)
+        return farm_error_response(exc)
 
     @app.exception_handler(OSError)
     async def os_error(_: Request, exc: OSError) -> JSONResponse:
-        # A full disk can strike any write (an upload, an output, a job folder); the
-        # writers clean their temp files up, so what the client needs is the cause.
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            log.error("storage full: %s", exc)
-            return error_response(
-                507, "storage_full", STORAGE_FULL_MESSAGE, **{"Retry-After": STORAGE_RETRY_AFTER}
-            )
-        log.exception("file system error")
-        return error_response(500, "file_system_error", "a file operation failed; see the log")
+        return os_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -146,11 +175,5 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, message, **(exc.headers or {}))
 
     @app.exception_handler(OperationalError)
-    async def database_busy(_: Request, exc: OperationalError) -> JSONResponse:
-        if "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower():
-            log.warning("database busy: %s", exc.orig)
-            return error_response(
-                503, "busy", "the database is busy; retry shortly", **{"Retry-After": "1"}
-            )
-        log.exception("database error")
-        return error_response(500, "database_error", "the database failed; see the manager log")
+    async def database_error(_: Request, exc: OperationalError) -> JSONResponse:
+        return database_error_response(exc)

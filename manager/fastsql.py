@@ -95,9 +95,18 @@ class FastStatement:
             if expanded.positiontup is not None
             else list(expanded.parameters)
         )
+        # SQLAlchemy's conversions (a timestamp to SQLite's text, say), for every value
+        # bound, under its own name and the names of a list's expanded items.
+        processors: dict[str, Any] = {}
+        for bound_name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors[bound_name] = processor
+                for item_name in expanded.parameter_expansion.get(bound_name, ()):
+                    processors[item_name] = processor
         slots = []
         for name in order:
-            processor = expanded.processors.get(name)
+            processor = processors.get(name)
             source, index = origin.get(name, (None, None))
             if source is not None and source not in params:
                 source = None

@@ -6,6 +6,7 @@ Only runner API keys reach these endpoints.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlmodel import Session, select
+from starlette.datastructures import State
 
 from manager.completion import finish_task
 from manager.deps import RunnerKeyDep, SessionDep, SettingsDep, StorageDep, WorkSignalDep
@@ -42,6 +44,7 @@ from manager.schemas import (
     TaskFailure,
     TaskProgress,
 )
+from manager.signals import WorkSignal
 from manager.storage import safe_relative_path
 from shared.hashing import is_sha256
 from shared.wire import RunnerStatus, TaskStatus
@@ -129,8 +132,6 @@ def heartbeat(
 async def claim(
     runner_id: RowId,
     key: RunnerKeyDep,
-    settings: SettingsDep,
-    signal: WorkSignalDep,
     request: Request,
     wait: float = 30.0,
     warm_job: RowId | None = None,
@@ -139,7 +140,22 @@ async def claim(
 
     ``warm_job``: the job the runner keeps a Blender session for; among equal priorities
     its tasks go first."""
-    state = request.app.state
+    task = await long_poll_claim(
+        request.app.state, runner_id, key, wait, warm_job, request.is_disconnected
+    )
+    return task if task is not None else Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def long_poll_claim(
+    state: State,
+    runner_id: int,
+    key: ApiKey,
+    wait: float,
+    warm_job: int | None,
+    disconnected: Callable[[], Awaitable[bool]],
+) -> ClaimedTask | None:
+    """The claim's long poll (shared with ``manager.fast_lane``): a task, or None."""
+    signal: WorkSignal = state.work_signal
     deadline = time.monotonic() + max(0.0, min(wait, MAX_CLAIM_WAIT))
     runner: ClaimingRunner | None = None
     woken_with: int | None = None
@@ -152,7 +168,7 @@ async def claim(
                 runner_id,
                 key,
                 runner,
-                settings.runner_timeout,
+                state.settings.runner_timeout,
                 woken_with is not None,
                 warm_job,
             )
@@ -162,9 +178,9 @@ async def claim(
         if woken_with is not None and others_may:
             signal.pass_on(woken_with)  # woken for work this runner may not take
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or await request.is_disconnected():
+        if remaining <= 0 or await disconnected():
             signal.discard(ticket)
-            return Response(status_code=status.HTTP_204_NO_CONTENT)
+            return None
         # Other manager processes (several behind one PostgreSQL) cannot wake this one:
         # look again every few seconds.
         woken_with = await signal.wait(ticket, min(remaining, 5.0))
@@ -272,26 +288,20 @@ def _record_output(
 
 @router.post("/{runner_id}/tasks/{task_id}/complete", status_code=204)
 async def complete(
-    runner_id: RowId,
-    task_id: RowId,
-    request: Request,
-    key: RunnerKeyDep,
-    settings: SettingsDep,
-    signal: WorkSignalDep,
+    runner_id: RowId, task_id: RowId, request: Request, key: RunnerKeyDep
 ) -> Response:
     """Finish a task; a render task must have delivered every frame."""
-    state = request.app.state
+    await complete_task(request.app.state, runner_id, key, task_id)
+    return Response(status_code=204)
+
+
+async def complete_task(state: State, runner_id: int, key: ApiKey, task_id: int) -> None:
+    """Complete the task and wake runners for what it unblocked (shared with the fast lane)."""
     unblocked = await run_in_threadpool(
-        finish_task,
-        state.engine,
-        state.write_engine,
-        runner_id,
-        key,
-        task_id,
+        finish_task, state.engine, state.write_engine, runner_id, key, task_id
     )
     state.metrics.tasks_completed.inc()
-    signal.notify(unblocked)
-    return Response(status_code=204)
+    state.work_signal.notify(unblocked)
 
 
 @router.post("/{runner_id}/tasks/{task_id}/fail", status_code=204)

@@ -111,3 +111,30 @@ def test_a_list_must_be_declared(engine: Engine, runners: list[int]) -> None:
     undeclared = FastStatement(BY_NAME)
     with pytest.raises(ValueError, match="names"), transaction(engine) as conn:
         conn.all(undeclared, {"names": ["r1", "r2"]})
+
+
+@pytest.mark.parametrize("microsecond", [0, 123456])
+def test_a_timestamp_is_stored_exactly_as_the_orm_stores_it(
+    engine: Engine, runners: list[int], microsecond: int
+) -> None:
+    """Stored the same way, timestamps written by either path compare correctly in SQL
+    (on SQLite they are text: a different format would order wrongly)."""
+    seen = datetime(2026, 3, 4, 5, 6, 7, microsecond, tzinfo=UTC)
+    with session_scope(engine) as session:
+        orm_written = session.get(Runner, runners[0])
+        assert orm_written is not None
+        orm_written.last_seen_at = seen
+    mark = FastStatement(
+        update(Runner)
+        .where(col(Runner.id) == bindparam("runner"))
+        .values(last_seen_at=bindparam("seen", type_=UTCDateTime()))
+    )
+    with transaction(engine, write=True) as conn:
+        conn.rowcount(mark, {"runner": runners[1], "seen": seen})
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT CAST(last_seen_at AS TEXT) FROM runners WHERE id IN "
+            f"({runners[0]}, {runners[1]}) ORDER BY id"
+        ).scalars()
+        orm_text, fast_text = list(stored)
+    assert fast_text == orm_text
