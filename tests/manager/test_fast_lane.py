@@ -1,0 +1,180 @@
+"""The runner fast lane answers a runner's ordinary claims and completions itself, gives the
+same answers as the FastAPI routes behind it, and leaves every other request to them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from manager.fast_lane import RunnerFastLane
+from tests.manager.conftest import Farm
+from tests.manager.test_jobs_api import submit
+from tests.manager.test_runner_api import register, upload
+
+
+class Spy:
+    """Counts the requests the fast lane hands on to FastAPI."""
+
+    def __init__(self, lane: RunnerFastLane) -> None:
+        self.inner, self.paths = lane.app, list[str]()
+        lane.app = self
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.paths.append(scope["path"])
+        await self.inner(scope, receive, send)
+
+
+@pytest.fixture
+def spy(farm: Farm) -> Iterator[Spy]:
+    farm.client.get("/healthz")  # (the middleware stack is built on the first request)
+    layer: Any = farm.client.app
+    layer = layer.middleware_stack
+    while not isinstance(layer, RunnerFastLane):
+        layer = layer.app
+    watcher = Spy(layer)
+    yield watcher
+    layer.app = watcher.inner
+
+
+def both(farm: Farm, path: str, key: str, **options: Any) -> tuple[Any, Any]:
+    """The same request through the fast lane (``Bearer``) and through FastAPI (``bearer``,
+    which FastAPI accepts too, but the lane leaves alone)."""
+    fast = farm.client.post(path, headers={"Authorization": f"Bearer {key}"}, **options)
+    slow = farm.client.post(path, headers={"Authorization": f"bearer {key}"}, **options)
+    return fast, slow
+
+
+def test_a_runners_claims_and_completions_take_the_fast_lane(
+    farm: Farm, spy: Spy, scene_bpy: Path
+) -> None:
+    runner_id = register(farm)
+    spy.paths.clear()
+    auth = farm.auth(farm.runner_key)
+    assert (
+        farm.client.post(f"/api/runner/{runner_id}/claim?wait=0", headers=auth).status_code == 204
+    )
+    job = submit(farm, scene_bpy, frames="1").json()
+    claimed = farm.client.post(f"/api/runner/{runner_id}/claim?wait=0.5", headers=auth)
+    assert claimed.status_code == 200, claimed.text
+    task = claimed.json()
+    assert task["job"]["id"] == job["id"]
+    assert upload(farm, runner_id, task["id"], 1, b"not really an EXR").status_code == 201
+    spy.paths.clear()  # (uploads are FastAPI's)
+    done = farm.client.post(f"/api/runner/{runner_id}/tasks/{task['id']}/complete", headers=auth)
+    assert done.status_code == 204, done.text
+    assert spy.paths == []  # none of the claims and completions reached FastAPI
+    state = farm.client.get(f"/api/jobs/{job['id']}", headers=farm.auth(farm.user_key))
+    assert state.json()["status"] == "completed"
+
+
+def test_a_claimed_task_reads_the_same_both_ways(farm: Farm, spy: Spy, scene_bpy: Path) -> None:
+    runner_id = register(farm)
+    submit(farm, scene_bpy, frames="1")
+    auth = farm.auth(farm.runner_key)
+    spy.paths.clear()
+    fast = farm.client.post(f"/api/runner/{runner_id}/claim?wait=0", headers=auth)
+    assert fast.status_code == 200 and spy.paths == []
+    task_id = fast.json()["id"]
+    released = farm.client.post(
+        f"/api/runner/{runner_id}/tasks/{task_id}/release",
+        headers=auth,
+        json={"reason": "shutting down"},
+    )
+    assert released.status_code == 204, released.text
+    slow = farm.client.post(
+        f"/api/runner/{runner_id}/claim?wait=0",
+        headers={"Authorization": f"bearer {farm.runner_key}"},
+    )
+    assert slow.status_code == 200 and spy.paths[-1].endswith("/claim")
+    assert slow.json() == fast.json()  # (a released task does not count as an attempt)
+
+
+def test_errors_read_the_same_both_ways(farm: Farm, spy: Spy, scene_bpy: Path) -> None:
+    runner_id = register(farm)
+    other_id = register(farm, "node-2")
+    submit(farm, scene_bpy, frames="1")
+    cases = [
+        (f"/api/runner/{runner_id + 100}/claim?wait=0", farm.runner_key, 404),
+        (f"/api/runner/{runner_id}/claim?wait=0", farm.user_key, 403),
+        (f"/api/runner/{runner_id}/claim?wait=0", "ff_unknown", 401),
+        (f"/api/runner/{runner_id}/tasks/99999/complete", farm.runner_key, 404),
+    ]
+    for path, key, expected in cases:
+        fast, slow = both(farm, path, key)
+        assert (fast.status_code, fast.json()) == (slow.status_code, slow.json()), path
+        assert fast.status_code == expected, fast.text
+    task = farm.client.post(
+        f"/api/runner/{runner_id}/claim?wait=0", headers=farm.auth(farm.runner_key)
+    ).json()
+    fast, slow = both(farm, f"/api/runner/{other_id}/tasks/{task['id']}/complete", farm.runner_key)
+    assert fast.status_code == slow.status_code == 409
+    assert fast.json() == slow.json() and fast.json()["code"] == "not_yours"
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["wait=soon", "wait=-1", "wait=0&wait=0", "warm_job=0", f"warm_job={2**63}", "wait=1e-2"],
+)
+def test_unusual_parameters_go_to_fastapi(farm: Farm, spy: Spy, query: str) -> None:
+    runner_id = register(farm)
+    spy.paths.clear()
+    reply = farm.client.post(
+        f"/api/runner/{runner_id}/claim?{query}", headers=farm.auth(farm.runner_key)
+    )
+    assert spy.paths == [f"/api/runner/{runner_id}/claim"]
+    assert reply.status_code in (204, 422), reply.text
+
+
+@pytest.mark.parametrize("path", ["/api/runner/0/claim", f"/api/runner/{2**63}/claim"])
+def test_ids_out_of_range_go_to_fastapi(farm: Farm, spy: Spy, path: str) -> None:
+    reply = farm.client.post(path, headers=farm.auth(farm.runner_key))
+    assert spy.paths == [path]
+    assert reply.status_code == 422
+
+
+def test_a_runner_that_hangs_up_leaves_the_long_poll(farm: Farm, spy: Spy) -> None:
+    runner_id = register(farm)
+    app: Any = farm.client.app
+    signal = app.state.work_signal
+    lane: Any = app.middleware_stack
+    while not isinstance(lane, RunnerFastLane):
+        lane = lane.app
+    sent: list[dict[str, Any]] = []
+
+    async def hang_up_soon() -> float:
+        import asyncio
+
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(0.3)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": f"/api/runner/{runner_id}/claim",
+            "query_string": b"wait=30",
+            "headers": [(b"authorization", f"Bearer {farm.runner_key}".encode())],
+            "app": app,
+        }
+        started = time.monotonic()
+        await lane(scope, receive, send)
+        return time.monotonic() - started
+
+    portal: Any = farm.client.portal
+    took = portal.call(hang_up_soon)
+    # Woken at the next look (at most 5 s), it answers no one and leaves the queue.
+    assert took < 6
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] in ([], [204])
+    assert signal.waiting == 0
