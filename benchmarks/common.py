@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -106,6 +107,24 @@ def running_manager(workdir: Path, db: str | None = None) -> Iterator[Manager]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def async_clients(url: str, key: str, count: int) -> list[httpx.AsyncClient]:
+    """One HTTP client per simulated runner or viewer, as each has its own connections.
+
+    They share one TLS context: building one per client (httpx's default) costs about 50 ms
+    each here, which for hundreds of clients would stall the simulation for seconds.
+    """
+    tls = ssl.create_default_context()
+    return [
+        httpx.AsyncClient(
+            base_url=url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=httpx.Timeout(60.0),
+            verify=tls,
+        )
+        for _ in range(count)
+    ]
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session
 
-from benchmarks.common import percentile, running_manager
+from benchmarks.common import async_clients, percentile, running_manager
 from manager.db import make_engine
 from manager.models import Job, Task, TaskDependency
 from shared.wire import TaskType
@@ -65,13 +65,7 @@ async def simulate(url: str, key: str, runners: int, total: int, work_s: float) 
     claimed = 0
     first_claim = last_claim = 0.0
     done = asyncio.Event()
-    # One client (one connection) per simulated runner, as each real runner has its own.
-    clients = [
-        httpx.AsyncClient(
-            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=httpx.Timeout(60.0)
-        )
-        for _ in range(runners)
-    ]
+    clients = async_clients(url, key, runners)
 
     async def post(client: httpx.AsyncClient, path: str, **options: Any) -> httpx.Response:
         """As a real runner does: a dropped connection or a busy manager is tried again."""

@@ -28,7 +28,7 @@ from rich.table import Table
 from sqlalchemy import insert
 from sqlmodel import Session
 
-from benchmarks.common import percentile, running_manager
+from benchmarks.common import async_clients, percentile, running_manager
 from manager.db import make_engine
 from manager.models import Job, Task, utcnow
 from shared.wire import TaskType
@@ -99,18 +99,10 @@ async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key
                    job_ids: list[int]) -> Recorder:  # fmt: skip
     record = Recorder()
     deadline = time.monotonic() + args.seconds
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    timeout = httpx.Timeout(60.0)
-    runners = httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {runner_key}"}, limits=limits,
-        timeout=timeout,
-    )  # fmt: skip
-    viewers = httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {user_key}"}, limits=limits,
-        timeout=timeout,
-    )  # fmt: skip
+    runner_clients = async_clients(url, runner_key, args.runners)
+    viewer_clients = async_clients(url, user_key, args.viewers)
 
-    async def heartbeat(runner_id: int) -> None:
+    async def heartbeat(runners: httpx.AsyncClient, runner_id: int) -> None:
         await asyncio.sleep(random.uniform(0, HEARTBEAT_S))
         while time.monotonic() < deadline:
             await record.call(
@@ -119,6 +111,7 @@ async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key
             await asyncio.sleep(HEARTBEAT_S)
 
     async def runner(index: int) -> None:
+        runners = runner_clients[index]
         reply = await record.call(
             "register",
             runners.post(
@@ -129,7 +122,7 @@ async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key
         if reply is None:
             return
         runner_id = reply.json()["id"]
-        beating = asyncio.create_task(heartbeat(runner_id))
+        beating = asyncio.create_task(heartbeat(runners, runner_id))
         while time.monotonic() < deadline:
             wait = max(0.0, min(5.0, deadline - time.monotonic()))
             claim = await record.call(
@@ -148,6 +141,7 @@ async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key
         await beating
 
     async def viewer(index: int) -> None:
+        viewers = viewer_clients[index]
         await asyncio.sleep(random.uniform(0, VIEWER_PERIOD_S))
         while time.monotonic() < deadline:
             job_id = random.choice(job_ids)
@@ -162,8 +156,7 @@ async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key
             *(runner(i) for i in range(args.runners)), *(viewer(i) for i in range(args.viewers))
         )
     finally:
-        await runners.aclose()
-        await viewers.aclose()
+        await asyncio.gather(*(client.aclose() for client in runner_clients + viewer_clients))
     return record
 
 
@@ -173,8 +166,10 @@ def main() -> None:
     parser.add_argument("--viewers", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--tasks", type=int, default=250, help="tasks per job")
-    parser.add_argument("--work-ms", type=float, default=50.0, help="simulated work per task")
+    parser.add_argument("--tasks", type=int, default=100, help="tasks per job")
+    parser.add_argument(
+        "--work-ms", type=float, default=2000.0, help="simulated work per task (a short frame)"
+    )
     parser.add_argument("--db", help="database (default: SQLite in the work folder)")
     parser.add_argument("--workdir", type=Path, help="keep the manager's files and log here")
     args = parser.parse_args()

@@ -14,7 +14,7 @@ from manager.auth.schemas import (
 )
 from manager.errors import NotFound
 from manager.job_control import release_task
-from manager.jobs import job_public
+from manager.jobs import jobs_public
 from manager.models import ApiKey, Job, Runner, Task, User
 from shared.wire import RunnerStatus, TaskStatus
 
@@ -102,9 +102,12 @@ def admin_jobs(
         query = query.where(Job.status == status)
     if owner_id is not None:
         query = query.where(Job.owner_id == owner_id)
+    rows = session.exec(query).all()
     return [
-        AdminJobPublic(**job_public(session, job).model_dump(), owner_email=email)
-        for job, email in session.exec(query).all()
+        AdminJobPublic(**public.model_dump(), owner_email=email)
+        for public, (_, email) in zip(
+            jobs_public(session, [job for job, _ in rows]), rows, strict=True
+        )
     ]
 
 

@@ -70,15 +70,6 @@ def find_api_key(session: Session, key: str) -> ApiKey | None:
     return record
 
 
-def touch_api_key(session: Session, record: ApiKey) -> None:
-    """Record the last use, at most once a minute per key to spare the database."""
-    if last_use_is_stale(record):
-        session.commit()  # end the read, so that the write starts a transaction of its own
-        record.last_used_at = utcnow()
-        session.add(record)
-        session.commit()
-
-
 KEY_CACHE_SECONDS = 5.0
 """How long a valid key is trusted without the database: the bound on how late a revocation
 made by another process (the ``config`` command, another manager) takes effect here."""
@@ -125,7 +116,8 @@ class ApiKeyCache:
 def look_up_api_key(
     engine: Engine, write_engine: Engine, key: str, cache: ApiKeyCache
 ) -> ApiKey | None:
-    """``find_api_key`` through ``cache``, recording the last use as ``touch_api_key`` does."""
+    """``find_api_key`` through ``cache``; the last use is written down at most once a minute
+    per key, in a write transaction of its own (``write_engine`` queues it with the others)."""
     record = cache.get(key)
     if record is None:
         with Session(engine, expire_on_commit=False) as session:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.datastructures import State
 
-from manager.apikeys import find_api_key, last_use_is_stale, look_up_api_key, touch_api_key
+from manager.apikeys import last_use_is_stale, look_up_api_key
 from manager.auth.sessions import user_from_session
 from manager.errors import Forbidden, Unauthorized
 from manager.job_types import JobTypes
@@ -96,13 +96,17 @@ def _invalid_key() -> Unauthorized:
     )
 
 
-def _api_key(session: Session, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
+def _api_key(request: Request, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
+    """The caller's key, through the app's key cache; its last use is written down (at most
+    once a minute) in a write transaction of its own, queued like every other writer."""
     if credentials is None:
         raise _missing_key()
-    record = find_api_key(session, credentials.credentials)
+    state = request.app.state
+    record = look_up_api_key(
+        state.engine, state.write_engine, credentials.credentials, state.api_key_cache
+    )
     if record is None:
         raise _invalid_key()
-    touch_api_key(session, record)
     return record
 
 
@@ -149,7 +153,7 @@ def get_current_user(request: Request, session: SessionDep, credentials: Credent
         if user is not None:
             begin_writes(session)
             return user
-    record = _api_key(session, credentials)
+    record = _api_key(request, credentials)
     if record.scope != ApiKeyScope.USER or record.user_id is None:
         raise Forbidden(
             "this endpoint takes a user API key, not a runner key", code="wrong_key_scope"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -75,30 +76,70 @@ def counts_by_status(by_status: Counter[str]) -> TaskCounts:
 
 
 def job_public(session: Session, job: Job) -> JobPublic:
-    counts, frames_done = task_counts(session, job.id or 0)
-    pins = session.scalars(
-        select(col(JobPin.runner_name)).where(col(JobPin.job_id) == job.id)
-    ).all()
-    blocked = session.execute(
-        select(col(Runner.name), col(JobBlocklist.reason))
-        .join(Runner, col(Runner.id) == col(JobBlocklist.runner_id))
-        .where(col(JobBlocklist.job_id) == job.id)
-    ).all()
-    return JobPublic(
-        **job.model_dump(exclude={"settings"}),
-        settings=dict(job.settings),
-        frames_done=frames_done,
-        tasks=counts,
-        runners=list(pins),
-        blocklist=[BlocklistEntry(runner=name, reason=reason) for name, reason in blocked],
-    )
+    return jobs_public(session, [job])[0]
+
+
+def jobs_public(session: Session, jobs: Sequence[Job]) -> list[JobPublic]:
+    """Jobs in their public shape: a few queries for all of them, not a few per job."""
+    counts: dict[int, Counter[str]] = defaultdict(Counter)
+    frames_done: Counter[int] = Counter()
+    pins: dict[int, list[str]] = defaultdict(list)
+    blocked: dict[int, list[BlocklistEntry]] = defaultdict(list)
+    for ids in _batches([job.id for job in jobs if job.id is not None]):
+        for job_id, status, count, done in session.execute(
+            select(col(Task.job_id), col(Task.status), func.count(), func.sum(Task.frames_done))
+            .where(col(Task.job_id).in_(ids))
+            .group_by(col(Task.job_id), col(Task.status))
+        ):
+            counts[job_id][status] = count
+            frames_done[job_id] += int(done or 0)
+        for job_id, name in session.execute(
+            select(col(JobPin.job_id), col(JobPin.runner_name)).where(col(JobPin.job_id).in_(ids))
+        ):
+            pins[job_id].append(name)
+        for job_id, name, reason in session.execute(
+            select(col(JobBlocklist.job_id), col(Runner.name), col(JobBlocklist.reason))
+            .join(Runner, col(Runner.id) == col(JobBlocklist.runner_id))
+            .where(col(JobBlocklist.job_id).in_(ids))
+        ):
+            blocked[job_id].append(BlocklistEntry(runner=name, reason=reason))
+    return [
+        JobPublic(
+            **job.model_dump(exclude={"settings"}),
+            settings=dict(job.settings),
+            frames_done=frames_done[job.id or 0],
+            tasks=counts_by_status(counts[job.id or 0]),
+            runners=pins[job.id or 0],
+            blocklist=blocked[job.id or 0],
+        )
+        for job in jobs
+    ]
 
 
 def task_public(session: Session, task: Task) -> TaskPublic:
-    depends_on = session.scalars(
-        select(col(TaskDependency.depends_on_id)).where(col(TaskDependency.task_id) == task.id)
-    ).all()
-    return TaskPublic.model_validate({**task.model_dump(), "depends_on": list(depends_on)})
+    return tasks_public(session, [task])[0]
+
+
+def tasks_public(session: Session, tasks: Sequence[Task]) -> list[TaskPublic]:
+    """Tasks in their public shape, with their dependencies read in a few queries."""
+    depends_on: dict[int, list[int]] = defaultdict(list)
+    for ids in _batches([task.id for task in tasks if task.id is not None]):
+        for task_id, dependency in session.execute(
+            select(col(TaskDependency.task_id), col(TaskDependency.depends_on_id))
+            .where(col(TaskDependency.task_id).in_(ids))
+            .order_by(col(TaskDependency.depends_on_id))
+        ):
+            depends_on[task_id].append(dependency)
+    return [
+        TaskPublic.model_validate({**task.model_dump(), "depends_on": depends_on[task.id or 0]})
+        for task in tasks
+    ]
+
+
+def _batches(ids: list[int], size: int = 500) -> Iterator[list[int]]:
+    """Ids in groups small enough for any database's limit on bound values."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def job_status_public(session: Session, job: Job) -> JobStatusPublic:

@@ -31,7 +31,15 @@ from manager.job_control import (
     set_pins,
     set_priority,
 )
-from manager.jobs import get_job_for, job_public, job_status_public, stored_output, task_public
+from manager.jobs import (
+    get_job_for,
+    job_public,
+    job_status_public,
+    jobs_public,
+    stored_output,
+    task_public,
+    tasks_public,
+)
 from manager.models import Job, Output, Task
 from manager.schemas import (
     BulkAction,
@@ -197,7 +205,7 @@ def list_jobs(
         query = query.where(Job.owner_id == user.id)
     if status_filter:
         query = query.where(Job.status == status_filter)
-    jobs = [job_public(session, job) for job in session.exec(query).all()]
+    jobs = jobs_public(session, session.exec(query).all())
     return JobsPublic(jobs=jobs, count=len(jobs))
 
 
@@ -235,7 +243,7 @@ def list_tasks(job_id: RowId, user: CurrentUser, session: SessionDep) -> list[Ta
     tasks = session.exec(
         select(Task).where(Task.job_id == job_id).order_by(col(Task.task_order))
     ).all()
-    return [task_public(session, task) for task in tasks]
+    return tasks_public(session, tasks)
 
 
 def _output_public(job_id: RowId, output: Output) -> OutputPublic:
