@@ -4,8 +4,9 @@
 
 One real manager (uvicorn, one process) on SQLite, or on the database ``--db`` names. Every
 simulated runner registers, heartbeats every 5 s, long-polls for a task, reports progress
-once, "works" for ``--work-ms`` and completes it; every viewer polls like the web page does,
-every 1.5 s: the jobs list page, one job's page, its tasks and the JSON jobs list. Prints, per
+once, "works" for ``--work-ms`` (2 s: a short frame) and completes it; every viewer behaves
+like a browser on the web page: it opens the jobs list or a job's page, then polls that page's
+live part every 1.5 s as the page's script does, and opens another job every 30 s. Prints, per
 kind of request, how many were made, p50 / p99 / max latency and errors. A claim's time
 includes its long poll only when no task was waiting, so claims are listed apart.
 """
@@ -35,6 +36,7 @@ from shared.wire import TaskType
 
 HEARTBEAT_S = 5.0
 VIEWER_PERIOD_S = 1.5
+VIEWER_STAYS_S = 30.0
 
 
 def create_jobs(db_url: str, jobs: int, tasks: int) -> list[int]:
@@ -141,15 +143,27 @@ async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key
         await beating
 
     async def viewer(index: int) -> None:
+        """A browser: opens a page, then polls its live part as the page's own script does
+        (every 1.5 s); half watch the jobs list, half a job (another one every 30 s)."""
         viewers = viewer_clients[index]
         await asyncio.sleep(random.uniform(0, VIEWER_PERIOD_S))
         while time.monotonic() < deadline:
-            job_id = random.choice(job_ids)
-            await record.call("page: jobs list", viewers.get("/jobs"), (200,))
-            await record.call("page: job", viewers.get(f"/jobs/{job_id}"), (200,))
-            await record.call("api: job tasks", viewers.get(f"/api/jobs/{job_id}/tasks"), (200,))
-            await record.call("api: jobs", viewers.get("/api/jobs", params={"limit": 50}), (200,))
-            await asyncio.sleep(VIEWER_PERIOD_S)
+            if index % 2:
+                opened, live = "page: jobs list", "live: jobs list rows"
+                page, poll = "/jobs?scope=all", "/jobs/rows?status=&scope=all"
+            else:
+                job_id = random.choice(job_ids)
+                opened, live = "page: job", "live: job progress"
+                page, poll = f"/jobs/{job_id}", f"/jobs/{job_id}/live"
+            await record.call(opened, viewers.get(page), (200,))
+            switch_at = min(deadline, time.monotonic() + VIEWER_STAYS_S)
+            while time.monotonic() < switch_at:
+                await asyncio.sleep(VIEWER_PERIOD_S)
+                await record.call(live, viewers.get(poll), (200,))
+            if index % 4 == 0:  # some look at the JSON too (scripts, the add-on's job list)
+                await record.call(
+                    "api: jobs", viewers.get("/api/jobs", params={"limit": 20}), (200,)
+                )
 
     try:
         await asyncio.gather(

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from manager.jobs import counts_by_status, job_public
-from manager.models import Job, JobBlocklist, JobPin, Output, Runner, Task, TaskFailure, User
-from manager.schemas import BlocklistEntry, JobPublic
+from manager.jobs import job_public, jobs_public
+from manager.models import Job, Output, Runner, Task, TaskFailure, User
+from manager.schemas import JobPublic
 from manager.web.eta import RECENT_FRAMES, FrameTime, frame_times, job_eta
 from shared.wire import JOB_FINISHED, TaskStatus
 
@@ -144,28 +143,6 @@ def summarize(
 
 def summarize_jobs(session: Session, jobs: list[Job]) -> list[JobSummary]:
     """Summaries of many jobs in a fixed number of queries, for the list that polls."""
-    ids = [job.id for job in jobs]
-    by_status: dict[int, Counter[str]] = defaultdict(Counter)
-    frames_done: Counter[int] = Counter()
-    for job_id, status, count, done in session.execute(
-        sa_select(col(Task.job_id), col(Task.status), func.count(), func.sum(col(Task.frames_done)))
-        .where(col(Task.job_id).in_(ids))
-        .group_by(col(Task.job_id), col(Task.status))
-    ):
-        by_status[job_id][status] = count
-        frames_done[job_id] += int(done or 0)
-    pins: dict[int, list[str]] = defaultdict(list)
-    for job_id, name in session.execute(
-        sa_select(col(JobPin.job_id), col(JobPin.runner_name)).where(col(JobPin.job_id).in_(ids))
-    ):
-        pins[job_id].append(name)
-    blocked: dict[int, list[BlocklistEntry]] = defaultdict(list)
-    for job_id, name, reason in session.execute(
-        sa_select(col(JobBlocklist.job_id), col(Runner.name), col(JobBlocklist.reason))
-        .join(Runner, col(Runner.id) == col(JobBlocklist.runner_id))
-        .where(col(JobBlocklist.job_id).in_(ids))
-    ):
-        blocked[job_id].append(BlocklistEntry(runner=name, reason=reason))
     owner_ids = {job.owner_id for job in jobs if job.owner_id is not None}
     emails: dict[int, str] = {
         user_id: email
@@ -174,8 +151,8 @@ def summarize_jobs(session: Session, jobs: list[Job]) -> list[JobSummary]:
         )
     }
     running = [job.id for job in jobs if job.status not in JOB_FINISHED]
-    starts: dict[int, datetime | None] = {}
-    task_job: dict[int, int] = {}
+    # Only tasks that ever started tell how fast a job goes (a long queue has none yet).
+    starts: dict[int, dict[int, datetime | None]] = defaultdict(dict)
     working: dict[int, set[int]] = defaultdict(set)
     for task_id, job_id, status, runner_id, started_at in session.execute(
         sa_select(
@@ -184,9 +161,9 @@ def summarize_jobs(session: Session, jobs: list[Job]) -> list[JobSummary]:
             col(Task.status),
             col(Task.runner_id),
             col(Task.started_at),
-        ).where(col(Task.job_id).in_(running))
+        ).where(col(Task.job_id).in_(running), col(Task.started_at).is_not(None))
     ):
-        starts[task_id], task_job[task_id] = started_at, job_id
+        starts[job_id][task_id] = started_at
         if status == TaskStatus.ACTIVE and runner_id is not None:
             working[job_id].add(runner_id)
     uploads: dict[int, list[tuple[int | None, int | None, datetime]]] = defaultdict(list)
@@ -197,21 +174,13 @@ def summarize_jobs(session: Session, jobs: list[Job]) -> list[JobSummary]:
     ):
         uploads[job_id].append((task_id, frame, created_at))
     summaries = []
-    for job in jobs:
+    for job, public in zip(jobs, jobs_public(session, jobs), strict=True):
         job_id = job.id or 0
-        public = JobPublic(
-            **job.model_dump(exclude={"settings"}),
-            settings=dict(job.settings),
-            frames_done=frames_done[job_id],
-            tasks=counts_by_status(by_status[job_id]),
-            runners=pins[job_id],
-            blocklist=blocked[job_id],
-        )
         eta = None
         if job.status not in JOB_FINISHED:
-            own_starts = {t: at for t, at in starts.items() if task_job[t] == job_id}
             left = public.frame_count - public.frames_done
-            eta = job_eta(frame_times(own_starts, uploads[job_id]), left, len(working[job_id]))
+            times = frame_times(starts[job_id], uploads[job_id])
+            eta = job_eta(times, left, len(working[job_id]))
         owner = emails.get(job.owner_id) if job.owner_id else None
         summaries.append(JobSummary(public, owner, len(working[job_id]), eta))
     return summaries
