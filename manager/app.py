@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
@@ -38,6 +39,7 @@ from manager.web import install_web
 from manager.work_relay import PostgresWorkRelay, libpq_conninfo
 
 log = logging.getLogger(__name__)
+WORKER_THREADS = 8
 
 
 def create_app(settings: ManagerSettings | None = None) -> FastAPI:
@@ -52,6 +54,10 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
         await run_in_threadpool(migrate, engine)
         storage.create_folders()
         signal.bind(asyncio.get_running_loop())
+        # Few threads: every request's Python work shares one interpreter lock, and with many
+        # threads a request holding SQLite's write lock gets its turn too seldom while page
+        # renders run, so every other writer waits behind it.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
         relay = None
         if engine.dialect.name == "postgresql":  # other managers may share the database
             relay = PostgresWorkRelay(libpq_conninfo(engine.url), signal.notify_here)
