@@ -12,7 +12,7 @@ from dataclasses import fields
 from datetime import timedelta
 from functools import cache
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, bindparam, case, select, update
 from sqlmodel import Session, col
 
 from manager.errors import Conflict, Forbidden, NotFound
@@ -23,6 +23,7 @@ from manager.models import (
     JobFile,
     Runner,
     Task,
+    UTCDateTime,
     utcnow,
 )
 from manager.scheduler import ClaimingRunner, any_task_runnable, claim_next_task
@@ -220,3 +221,74 @@ def claimed_task(engine: Engine, task_id: int) -> ClaimedTask:
             files=[JobFilePublic(path=p, sha256=s, size=n) for p, s, n in files],
         ),
     )
+
+
+STOPPING = [
+    s.value
+    for s in (
+        JobStatus.CANCEL_REQUESTED,
+        JobStatus.CANCELED,
+        JobStatus.PAUSE_REQUESTED,
+        JobStatus.PAUSED,
+        JobStatus.FAILED,
+    )
+]
+"""Job states in which ``stop_reason`` tells a runner to stop its tasks."""
+
+
+@cache
+def _heartbeat_statements() -> tuple[FastStatement, FastStatement, FastStatement, FastStatement]:
+    now = bindparam("now", type_=UTCDateTime())
+    key_of = select(col(Runner.api_key_id)).where(col(Runner.id) == bindparam("runner"))
+    mark_seen = (
+        update(Runner)
+        .where(col(Runner.id) == bindparam("runner"))
+        .values(
+            last_seen_at=now,
+            status=case(
+                (col(Runner.status) == RunnerStatus.OFFLINE.value, RunnerStatus.IDLE.value),
+                else_=col(Runner.status),
+            ),
+        )
+    )
+    extend = (
+        update(Task)
+        .where(
+            col(Task.runner_id) == bindparam("runner"),
+            col(Task.status) == TaskStatus.ACTIVE.value,
+        )
+        .values(lease_expires_at=bindparam("lease_expires_at", type_=UTCDateTime()))
+    )
+    stopping = (
+        select(col(Task.id))
+        .join(Job, col(Job.id) == col(Task.job_id))
+        .where(
+            col(Task.runner_id) == bindparam("runner"),
+            col(Task.status) == TaskStatus.ACTIVE.value,
+            col(Job.status).in_(STOPPING),
+        )
+        .order_by(col(Task.id))
+    )
+    return (
+        FastStatement(key_of),
+        FastStatement(mark_seen),
+        FastStatement(extend),
+        FastStatement(stopping),
+    )
+
+
+def beat(engine: Engine, runner_id: int, key: ApiKey, lease_seconds: float) -> list[int]:
+    """A heartbeat: the runner is online, its leases extended; the tasks it must stop now."""
+    key_of, mark_seen, extend, stopping = _heartbeat_statements()
+    now = utcnow()
+    params = {
+        "runner": runner_id,
+        "now": now,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+    }
+    with transaction(engine, write=True) as conn:
+        row = conn.first(key_of, params)
+        check_runner(runner_id, row is not None, row[0] if row else None, key)
+        conn.rowcount(mark_seen, params)
+        conn.rowcount(extend, params)
+        return [task_id for (task_id,) in conn.all(stopping, params)]

@@ -1,18 +1,20 @@
-"""The runner API's two hottest requests, answered without FastAPI's per-request machinery.
+"""The runner API's hottest requests, answered without FastAPI's per-request machinery.
 
-Every task costs a farm a claim and a completion; with many runners and short tasks that is
-hundreds of requests a second. FastAPI spends about 1.1 ms of CPU on each (routing through
-every route, dependency solving, validation, serialisation, a thread hop) where a bare ASGI
-answer costs 0.16 ms (both measured on the 2-core test machine), which made the framework,
-not the database, the manager's limit.
+Every task costs a farm a claim and a completion, and every runner a heartbeat every few
+seconds; with many runners and short tasks that is hundreds of requests a second. FastAPI
+spends about 1.1 ms of CPU on each (routing through every route, dependency solving,
+validation, serialisation, a thread hop) where a bare ASGI answer costs 0.16 ms (both
+measured on the 2-core test machine), which made the framework, not the database, the
+manager's limit.
 
-This middleware answers ``POST /api/runner/{id}/claim`` and
+This middleware answers ``POST /api/runner/{id}/claim``, ``…/heartbeat`` and
 ``POST /api/runner/{id}/tasks/{id}/complete`` itself when the request is the ordinary kind a
 runner sends: ids and query parameters that are plain numbers in range, and one
 ``Authorization: Bearer`` header. It calls the same functions as the FastAPI routes
-(``runner_key``, ``long_poll_claim``, ``complete_task``) and answers errors through the same
-mapping, so the two give the same answers. Anything else (another form of the request, bad
-input) goes on to FastAPI, which keeps validating, documenting and answering it.
+(``runner_key``, ``long_poll_claim``, ``runner_heartbeat``, ``complete_task``) and answers
+errors through the same mapping, so the two give the same answers. Anything else (another
+form of the request, bad input) goes on to FastAPI, which keeps validating, documenting and
+answering it.
 """
 
 from __future__ import annotations
@@ -20,18 +22,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from manager.deps import runner_key
 from manager.errors import response_for
-from manager.routers.runner_api import complete_task, long_poll_claim
+from manager.models import ApiKey
+from manager.routers.runner_api import complete_task, long_poll_claim, runner_heartbeat
 from manager.schemas import MAX_ROW_ID
 
 _CLAIM = re.compile(r"/api/runner/(\d{1,19})/claim")
 _COMPLETE = re.compile(r"/api/runner/(\d{1,19})/tasks/(\d{1,19})/complete")
+_HEARTBEAT = re.compile(r"/api/runner/(\d{1,19})/heartbeat")
 _NUMBER = re.compile(r"\d{1,19}(\.\d{1,9})?")
 _JSON = (b"content-type", b"application/json")
 
@@ -47,7 +51,8 @@ class RunnerFastLane:
         path = scope["path"]
         claim = _CLAIM.fullmatch(path)
         complete = None if claim else _COMPLETE.fullmatch(path)
-        ids = _row_ids(claim or complete)
+        beat = None if claim or complete else _HEARTBEAT.fullmatch(path)
+        ids = _row_ids(claim or complete or beat)
         token = _bearer_token(scope) if ids else None
         query = _query(scope) if token else None
         if ids is None or token is None or query is None:
@@ -58,6 +63,10 @@ class RunnerFastLane:
             key = await runner_key(state, token)
             if claim is not None:
                 await self._claim(state, key, ids[0], query, receive, send)
+            elif beat is not None:
+                await _drain(receive)
+                reply = await runner_heartbeat(state, ids[0], key)
+                await _answer(send, 200, reply.model_dump_json().encode())
             else:
                 await _drain(receive)
                 await complete_task(state, ids[0], key, ids[1])
@@ -70,8 +79,8 @@ class RunnerFastLane:
 
     async def _claim(
         self,
-        state: Any,
-        key: Any,
+        state: State,
+        key: ApiKey,
         runner_id: int,
         query: dict[str, str],
         receive: Receive,

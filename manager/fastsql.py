@@ -69,12 +69,13 @@ class FastStatement:
     def __init__(self, statement: ClauseElement, lists: Sequence[str] = ()) -> None:
         self.statement = statement
         self.lists = tuple(lists)
-        self._plans: dict[tuple[str, tuple[int, ...]], _Plan] = {}
+        self._plans: dict[tuple[str, tuple[int, ...], frozenset[str]], _Plan] = {}
         self._lock = threading.Lock()
 
     def plan(self, dialect: Dialect, params: Params) -> _Plan:
+        # (which parameters the caller gives is part of the plan: the others are constants)
         shape = tuple(len(params[name]) for name in self.lists)
-        key = (dialect.name, shape)
+        key = (dialect.name, shape, frozenset(params))
         plan = self._plans.get(key)
         if plan is None:
             with self._lock:

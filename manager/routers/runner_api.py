@@ -18,7 +18,7 @@ from starlette.datastructures import State
 
 from manager.completion import finish_task
 from manager.deps import RunnerKeyDep, SessionDep, SettingsDep, StorageDep, WorkSignalDep
-from manager.dispatch import active_task, attempt_claim, runner_for, seen, stop_reason
+from manager.dispatch import active_task, attempt_claim, beat, runner_for, seen, stop_reason
 from manager.errors import Conflict, Forbidden, InvalidInput, NotFound
 from manager.failures import fail_task
 from manager.job_control import release_task
@@ -104,23 +104,16 @@ def register(
 
 
 @router.post("/{runner_id}/heartbeat", response_model=HeartbeatReply)
-def heartbeat(
-    runner_id: RowId, key: RunnerKeyDep, session: SessionDep, settings: SettingsDep
-) -> HeartbeatReply:
-    """Keep the runner online and extend its task leases."""
-    runner = runner_for(session, runner_id, key)
-    seen(session, runner, settings.runner_timeout)
-    active = session.exec(
-        select(Task).where(Task.runner_id == runner.id, Task.status == TaskStatus.ACTIVE)
-    ).all()
-    stop = []
-    for task in active:
-        job = session.get(Job, task.job_id)
-        if job is not None and stop_reason(job.status) is not None and task.id is not None:
-            stop.append(task.id)
-    # Last: a read after the commit would open a new write transaction, held until the
-    # request's session is closed on the event loop, and every other writer would wait.
-    session.commit()
+async def heartbeat(runner_id: RowId, key: RunnerKeyDep, request: Request) -> HeartbeatReply:
+    """Keep the runner online and extend its task leases; lists the tasks it must stop."""
+    return await runner_heartbeat(request.app.state, runner_id, key)
+
+
+async def runner_heartbeat(state: State, runner_id: int, key: ApiKey) -> HeartbeatReply:
+    """The heartbeat (shared with ``manager.fast_lane``)."""
+    stop = await run_in_threadpool(
+        beat, state.write_engine, runner_id, key, state.settings.runner_timeout
+    )
     return HeartbeatReply(canceled_tasks=stop)
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.types import Receive, Scope, Send
 
+from manager.db import session_scope
 from manager.fast_lane import RunnerFastLane
+from manager.models import Runner, Task, utcnow
 from tests.manager.conftest import Farm
 from tests.manager.test_jobs_api import submit
 from tests.manager.test_runner_api import register, upload
@@ -178,3 +181,36 @@ def test_a_runner_that_hangs_up_leaves_the_long_poll(farm: Farm, spy: Spy) -> No
     assert took < 6
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] in ([], [204])
     assert signal.waiting == 0
+
+
+def test_a_heartbeat_keeps_the_runner_and_its_lease_and_names_tasks_to_stop(
+    farm: Farm, spy: Spy, scene_bpy: Path
+) -> None:
+    runner_id = register(farm)
+    job = submit(farm, scene_bpy, frames="1-2").json()
+    auth = farm.auth(farm.runner_key)
+    task = farm.client.post(f"/api/runner/{runner_id}/claim?wait=0", headers=auth).json()
+    app: Any = farm.client.app
+    with session_scope(app.state.engine) as session:
+        runner = session.get(Runner, runner_id)
+        claimed = session.get(Task, task["id"])
+        assert runner is not None and claimed is not None
+        runner.status, runner.last_seen_at = "offline", utcnow() - timedelta(minutes=5)
+        claimed.lease_expires_at = utcnow() - timedelta(seconds=1)
+    spy.paths.clear()
+    beat = farm.client.post(f"/api/runner/{runner_id}/heartbeat", headers=auth, json={})
+    assert beat.status_code == 200 and beat.json() == {"ok": True, "canceled_tasks": []}
+    assert spy.paths == []
+    with session_scope(app.state.engine) as session:
+        runner = session.get(Runner, runner_id)
+        claimed = session.get(Task, task["id"])
+        assert runner is not None and claimed is not None and runner.last_seen_at is not None
+        assert runner.status == "idle"  # back from offline
+        assert utcnow() - runner.last_seen_at < timedelta(seconds=5)
+        assert claimed.lease_expires_at is not None and claimed.lease_expires_at > utcnow()
+    canceled = farm.client.post(f"/api/jobs/{job['id']}/cancel", headers=farm.auth(farm.user_key))
+    assert canceled.status_code == 200, canceled.text
+    fast, slow = both(farm, f"/api/runner/{runner_id}/heartbeat", farm.runner_key, json={})
+    assert fast.json() == slow.json() == {"ok": True, "canceled_tasks": [task["id"]]}
+    fast, slow = both(farm, f"/api/runner/{runner_id + 9}/heartbeat", farm.runner_key, json={})
+    assert fast.status_code == slow.status_code == 404 and fast.json() == slow.json()
