@@ -18,6 +18,7 @@ from manager.auth import install_auth
 from manager.db import BEGIN_MODE, is_sqlite, make_engine, migrate, session_scope
 from manager.errors import install_error_handlers
 from manager.fast_lane import RunnerFastLane
+from manager.hot_lane import HotLane
 from manager.job_types import JobTypes
 from manager.metrics import FarmMetrics
 from manager.routers import (
@@ -58,6 +59,7 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
         # threads a request holding SQLite's write lock gets its turn too seldom while page
         # renders run, so every other writer waits behind it.
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        app.state.hot_lane = HotLane(engine)
         relay = None
         if engine.dialect.name == "postgresql":  # other managers may share the database
             relay = PostgresWorkRelay(libpq_conninfo(engine.url), signal.notify_here)
@@ -79,6 +81,7 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
             if relay is not None:
                 signal.publish = None
                 await run_in_threadpool(relay.stop)
+            app.state.hot_lane.close()
             engine.dispose()
 
     app = FastAPI(

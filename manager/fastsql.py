@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,12 +188,43 @@ def _wrapped(exc: Exception, sql: str, parameters: Any, dialect: Dialect) -> Sta
     return DBAPIError.instance(sql, parameters, exc, dialect.loaded_dbapi.Error)
 
 
+class WouldWait(Exception):
+    """A transaction that must not wait (``without_waiting``) found SQLite's writer busy."""
+
+
+SHORT_WAIT_S = 0.002
+"""How long a transaction inside ``without_waiting`` may still wait for this process's writer."""
+
+_NO_WAITING: ContextVar[bool] = ContextVar("fastsql_no_waiting", default=False)
+
+
+def may_wait() -> bool:
+    """False inside ``without_waiting``."""
+    return not _NO_WAITING.get()
+
+
+@contextmanager
+def without_waiting() -> Iterator[None]:
+    """Within this block a writing SQLite transaction raises ``WouldWait`` instead of waiting.
+
+    For work run on the event loop itself (``manager.hot_lane``): the loop must never sleep
+    on a lock another thread or process holds.
+    """
+    token = _NO_WAITING.set(True)
+    try:
+        yield
+    finally:
+        _NO_WAITING.reset(token)
+
+
 @contextmanager
 def transaction(engine: Engine, *, write: bool = False) -> Iterator[FastConnection]:
     """A transaction on a pooled connection; committed on success, rolled back on error.
 
     On SQLite a writing transaction takes the write lock up front (``BEGIN IMMEDIATE``) after
-    queueing on this process's writer mutex; a reading one is a consistent snapshot.
+    queueing on this process's writer mutex; a reading one is a consistent snapshot. Inside
+    ``without_waiting`` a writing one raises ``WouldWait`` rather than queue, before it has
+    changed anything.
     """
     pooled = engine.raw_connection()
     dbapi_connection = pooled.dbapi_connection
@@ -202,13 +234,20 @@ def transaction(engine: Engine, *, write: bool = False) -> Iterator[FastConnecti
         if is_sqlite(engine):
             if write:
                 writer = sqlite_writer(engine)
-                if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-                    writer = None
-                    raise OperationalError("BEGIN IMMEDIATE", None, Exception("database is locked"))
-            try:
-                dbapi_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            except engine.dialect.loaded_dbapi.Error as exc:
-                raise _wrapped(exc, "BEGIN", (), engine.dialect) from exc
+                if _NO_WAITING.get():
+                    if not writer.acquire(timeout=SHORT_WAIT_S):
+                        writer = None
+                        raise WouldWait
+                    _begin_without_waiting(dbapi_connection, engine.dialect)
+                else:
+                    if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+                        writer = None
+                        raise OperationalError(
+                            "BEGIN IMMEDIATE", None, Exception("database is locked")
+                        )
+                    _begin(dbapi_connection, "BEGIN IMMEDIATE", engine.dialect)
+            else:
+                _begin(dbapi_connection, "BEGIN", engine.dialect)
         try:
             yield FastConnection(dbapi_connection, engine.dialect)
         except BaseException:
@@ -223,3 +262,23 @@ def transaction(engine: Engine, *, write: bool = False) -> Iterator[FastConnecti
         if writer is not None:
             writer.release()
         pooled.close()
+
+
+def _begin(dbapi_connection: Any, sql: str, dialect: Dialect) -> None:
+    try:
+        dbapi_connection.execute(sql)
+    except dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(exc, sql, (), dialect) from exc
+
+
+def _begin_without_waiting(dbapi_connection: Any, dialect: Dialect) -> None:
+    """``BEGIN IMMEDIATE`` that gives up at once when another process holds the write lock."""
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    try:
+        dbapi_connection.execute("BEGIN IMMEDIATE")
+    except dialect.loaded_dbapi.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise WouldWait from exc
+        raise _wrapped(exc, "BEGIN IMMEDIATE", (), dialect) from exc
+    finally:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

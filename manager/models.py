@@ -188,7 +188,7 @@ class JobFile(SQLModel, table=True):
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
     __table_args__ = (
-        Index("ix_tasks_claim", "status", "job_id", "task_order"),
+        Index("ix_tasks_claim", "status", "job_id", "pending_dependencies", "task_order"),
         Index("ix_tasks_ready", "status", "pending_dependencies"),
     )
 

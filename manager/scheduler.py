@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from manager.db import is_sqlite
-from manager.fastsql import FastStatement, transaction
+from manager.fastsql import FastStatement, may_wait, transaction
 from manager.models import (
     Job,
     JobBlocklist,
@@ -277,8 +277,9 @@ def claim_next_task(
     }
     # SQLite has one write lock for the whole farm: a runner that would get nothing (most
     # wake-ups of a busy farm) finds that out by a read, without queueing for it. Only a
-    # look: the claim below decides, atomically, as if this were not here.
-    if is_sqlite(engine) and not seen:
+    # look: the claim below decides, atomically, as if this were not here. On the event
+    # loop (``manager.hot_lane``) nothing queues, and a look would only run the query twice.
+    if is_sqlite(engine) and not seen and may_wait():
         with transaction(engine) as conn:
             if conn.first(_probe(), params) is None:
                 return None

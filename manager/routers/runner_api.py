@@ -111,7 +111,7 @@ async def heartbeat(runner_id: RowId, key: RunnerKeyDep, request: Request) -> He
 
 async def runner_heartbeat(state: State, runner_id: int, key: ApiKey) -> HeartbeatReply:
     """The heartbeat (shared with ``manager.fast_lane``)."""
-    stop = await run_in_threadpool(
+    stop = await state.hot_lane.run(
         beat, state.write_engine, runner_id, key, state.settings.runner_timeout
     )
     return HeartbeatReply(canceled_tasks=stop)
@@ -155,7 +155,7 @@ async def long_poll_claim(
     while True:
         ticket = signal.ticket()  # queue up before looking, so no wake-up is missed
         with state.metrics.claim_seconds.time():
-            runner, task, others_may = await run_in_threadpool(
+            runner, task, others_may = await state.hot_lane.run(
                 attempt_claim,
                 state.engine,
                 runner_id,
@@ -290,7 +290,7 @@ async def complete(
 
 async def complete_task(state: State, runner_id: int, key: ApiKey, task_id: int) -> None:
     """Complete the task and wake runners for what it unblocked (shared with the fast lane)."""
-    unblocked = await run_in_threadpool(
+    unblocked = await state.hot_lane.run(
         finish_task, state.engine, state.write_engine, runner_id, key, task_id
     )
     state.metrics.tasks_completed.inc()

@@ -1,0 +1,70 @@
+"""Where the runners' hottest database work (claims, completions, heartbeats) runs.
+
+On the shared worker threads, this work competed for the interpreter lock with every other
+request's Python work, and with itself: SQLite releases the lock around each statement, so a
+claim holding SQLite's write lock waited for the lock back while other threads ran, and the
+claims queued behind it on the writer mutex each woke and slept in turn. Under load that
+contention cost more CPU than the work (the dispatch benchmark: 5.2–6.2 ms of manager CPU per
+task on a thread of its own, 4.1–4.8 ms on the loop).
+
+So on SQLite the work runs on the event loop itself: each piece takes well under a
+millisecond, a database look never waits (WAL readers do not block), and a write that would
+have to wait for SQLite's writer (held by another thread of the manager, or by another
+process such as the ``config`` command) is not started there (``fastsql.without_waiting``)
+but run again from the start on the lane's thread, where waiting is harmless. On PostgreSQL,
+where every statement waits on a round trip and writers do not exclude each other, it runs on
+a few threads of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from sqlalchemy import Engine
+
+from manager.db import is_sqlite
+from manager.fastsql import WouldWait, without_waiting
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+POSTGRES_THREADS = 4
+
+
+class HotLane:
+    def __init__(self, engine: Engine) -> None:
+        self.inline = is_sqlite(engine)
+        self._executor = ThreadPoolExecutor(
+            1 if self.inline else POSTGRES_THREADS, thread_name_prefix="hot-lane"
+        )
+        self.ran_inline = 0
+        self.deferred = 0
+        """How many calls ran on the loop, and how many of those had to go to the thread."""
+
+    async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``function(*args, **kwargs)``: on the loop where it cannot wait, else on a thread.
+
+        ``function`` must change nothing before its first writing transaction, so that a
+        call stopped there by ``WouldWait`` can start again on the thread.
+        """
+        if self.inline:
+            self.ran_inline += 1
+            try:
+                with without_waiting():
+                    return function(*args, **kwargs)
+            except WouldWait:
+                self.deferred += 1
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(function, *args, **kwargs)
+        )
+
+    def close(self) -> None:
+        import sys
+
+        print("HOTLANE", self.ran_inline, self.deferred, file=sys.stderr)
+        self._executor.shutdown(wait=False, cancel_futures=True)
