@@ -23,13 +23,19 @@ from collections import defaultdict
 from collections.abc import Awaitable
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import insert
 from sqlmodel import Session
 
-from benchmarks.common import async_clients, percentile, running_manager
+from benchmarks.common import (
+    Reply,
+    SimClient,
+    TransportError,
+    async_clients,
+    percentile,
+    running_manager,
+)
 from manager.db import make_engine
 from manager.models import Job, Task, utcnow
 from shared.wire import TaskType
@@ -81,13 +87,11 @@ class Recorder:
         self.times: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, list[str]] = defaultdict(list)
 
-    async def call(
-        self, kind: str, request: Awaitable[httpx.Response], ok: tuple[int, ...]
-    ) -> httpx.Response | None:
+    async def call(self, kind: str, request: Awaitable[Reply], ok: tuple[int, ...]) -> Reply | None:
         started = time.perf_counter()
         try:
             response = await request
-        except httpx.HTTPError as error:
+        except TransportError as error:
             self.errors[kind].append(repr(error))
             return None
         self.times[kind].append((time.perf_counter() - started) * 1000)
@@ -104,7 +108,7 @@ async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key
     runner_clients = async_clients(url, runner_key, args.runners)
     viewer_clients = async_clients(url, user_key, args.viewers)
 
-    async def heartbeat(runners: httpx.AsyncClient, runner_id: int) -> None:
+    async def heartbeat(runners: SimClient, runner_id: int) -> None:
         await asyncio.sleep(random.uniform(0, HEARTBEAT_S))
         while time.monotonic() < deadline:
             await record.call(
