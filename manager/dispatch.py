@@ -1,18 +1,20 @@
-"""The runner API's hot path: a claim attempt and a completion, each in one trip to a thread.
+"""The runner API's hot path: a claim attempt, a heartbeat, a progress report.
 
 The endpoints are async (a claim waits in a long poll); everything that touches the
-database for one attempt runs here, in one worker thread, so that a claim costs one hop
-off the event loop instead of one per step.
+database for one of them runs here, in one call through ``manager.hot_lane``, on statements
+compiled once (``manager.fastsql``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import timedelta
 from functools import cache
+from pathlib import Path
 
-from sqlalchemy import Engine, bindparam, case, select, update
+from sqlalchemy import Engine, Integer, String, bindparam, case, cast, func, select, update
 from sqlmodel import Session, col
 
 from manager.errors import Conflict, Forbidden, NotFound
@@ -27,7 +29,7 @@ from manager.models import (
     utcnow,
 )
 from manager.scheduler import ClaimingRunner, any_task_runnable, claim_next_task
-from manager.schemas import ClaimedJob, ClaimedTask, JobFilePublic
+from manager.schemas import ClaimedJob, ClaimedTask, JobFilePublic, ProgressReply, TaskProgress
 from shared.wire import JobStatus, RunnerStatus, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -292,3 +294,83 @@ def beat(engine: Engine, runner_id: int, key: ApiKey, lease_seconds: float) -> l
         conn.rowcount(mark_seen, params)
         conn.rowcount(extend, params)
         return [task_id for (task_id,) in conn.all(stopping, params)]
+
+
+GONE = "the task was canceled or handed to another runner"
+
+
+@cache
+def _progress_statements() -> tuple[FastStatement, FastStatement]:
+    task = (
+        select(
+            col(Task.runner_id),
+            col(Task.status),
+            col(Task.job_id),
+            col(Task.frames),
+            col(Job.status),
+        )
+        .join(Job, col(Job.id) == col(Task.job_id))
+        .where(col(Task.id) == bindparam("task"))
+    )
+    now = bindparam("now", type_=UTCDateTime())
+    record = (
+        update(Task)
+        .where(col(Task.id) == bindparam("task"))
+        .values(
+            frames_done=func.coalesce(
+                cast(bindparam("frames_done", type_=Integer()), Integer), col(Task.frames_done)
+            ),
+            activity=func.coalesce(
+                cast(bindparam("activity", type_=String()), String), col(Task.activity)
+            ),
+            updated_at=now,
+            last_progress_at=now,
+        )
+    )
+    return FastStatement(task), FastStatement(record)
+
+
+def report_progress(
+    engine: Engine,
+    runner_id: int,
+    key: ApiKey,
+    task_id: int,
+    report: TaskProgress,
+    lease_seconds: float,
+    log_path: Callable[[int, int], Path],
+) -> ProgressReply:
+    """A progress report: the runner is alive (as by a heartbeat), the task's frames done,
+    activity and log recorded; the answer says whether to keep running it."""
+    key_of, mark_seen, extend, _ = _heartbeat_statements()
+    task_row, record = _progress_statements()
+    now = utcnow()
+    params = {
+        "runner": runner_id,
+        "task": task_id,
+        "now": now,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+    }
+    with transaction(engine, write=True) as conn:
+        row = conn.first(key_of, params)
+        check_runner(runner_id, row is not None, row[0] if row else None, key)
+        conn.rowcount(mark_seen, params)
+        conn.rowcount(extend, params)
+        found = conn.first(task_row, params)
+        if found is None or found[0] != runner_id or found[1] != TaskStatus.ACTIVE:
+            return ProgressReply(keep_running=False, reason=GONE)
+        _, _, job_id, frames, job_status = found
+        if report.log:
+            append_log(log_path(job_id, task_id), report.log)
+        stop = stop_reason(job_status)
+        if stop is not None:
+            return ProgressReply(keep_running=False, reason=stop)
+        frames_done = None if report.frames_done is None else min(report.frames_done, len(frames))
+        params.update(frames_done=frames_done, activity=report.activity)
+        conn.rowcount(record, params)
+    return ProgressReply(keep_running=True)
+
+
+def append_log(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.writelines(line.rstrip("\n") + "\n" for line in lines)

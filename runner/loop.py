@@ -210,9 +210,13 @@ class Runner:
             except BaseException as exc:
                 result.set_exception(exc)
 
+        answered = threading.Event()
+        result.add_done_callback(lambda _: answered.set())
         threading.Thread(target=claim, name="claim", daemon=True).start()
-        while not result.done():
-            if self.stop.finish.wait(0.1) and not result.done():
+        # Woken by the answer at once (a task is started the moment it arrives), and checks
+        # for a stop request in between.
+        while not answered.wait(0.1):
+            if self.stop.finish.is_set() and not result.done():
                 result.add_done_callback(self._release_late_claim)
                 return None
         return result.result()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
@@ -18,7 +17,14 @@ from starlette.datastructures import State
 
 from manager.completion import finish_task
 from manager.deps import RunnerKeyDep, SessionDep, SettingsDep, StorageDep, WorkSignalDep
-from manager.dispatch import active_task, attempt_claim, beat, runner_for, seen, stop_reason
+from manager.dispatch import (
+    active_task,
+    attempt_claim,
+    beat,
+    report_progress,
+    runner_for,
+    seen,
+)
 from manager.errors import Conflict, Forbidden, InvalidInput, NotFound
 from manager.failures import fail_task
 from manager.job_control import release_task
@@ -180,47 +186,27 @@ async def long_poll_claim(
 
 
 @router.post("/{runner_id}/tasks/{task_id}/progress", response_model=ProgressReply)
-def progress(
-    runner_id: RowId,
-    task_id: RowId,
-    body: TaskProgress,
-    key: RunnerKeyDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    storage: StorageDep,
+async def progress(
+    runner_id: RowId, task_id: RowId, body: TaskProgress, key: RunnerKeyDep, request: Request
 ) -> ProgressReply:
     """Report progress and log lines; the answer says whether to keep running."""
-    runner = runner_for(session, runner_id, key)
-    seen(session, runner, settings.runner_timeout)
-    task = session.get(Task, task_id)
-    if task is None or task.runner_id != runner.id or task.status != TaskStatus.ACTIVE:
-        session.commit()
-        return ProgressReply(
-            keep_running=False, reason="the task was canceled or handed to another runner"
-        )
-    job = session.get(Job, task.job_id)
-    assert job is not None
-    if body.log:
-        _append_log(storage.task_log_path(task.job_id, task_id), body.log)
-    stop = stop_reason(job.status)
-    if stop is not None:
-        session.commit()
-        return ProgressReply(keep_running=False, reason=stop)
-    now = utcnow()
-    if body.frames_done is not None:
-        task.frames_done = min(body.frames_done, len(task.frames))
-    if body.activity is not None:
-        task.activity = body.activity
-    task.updated_at = task.last_progress_at = now
-    session.add(task)
-    session.commit()
-    return ProgressReply(keep_running=True)
+    return await runner_progress(request.app.state, runner_id, key, task_id, body)
 
 
-def _append_log(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.writelines(line.rstrip("\n") + "\n" for line in lines)
+async def runner_progress(
+    state: State, runner_id: int, key: ApiKey, task_id: int, report: TaskProgress
+) -> ProgressReply:
+    """The progress report (shared with ``manager.fast_lane``)."""
+    return await state.hot_lane.run(
+        report_progress,
+        state.write_engine,
+        runner_id,
+        key,
+        task_id,
+        report,
+        state.settings.runner_timeout,
+        state.storage.task_log_path,
+    )
 
 
 @router.put("/{runner_id}/tasks/{task_id}/outputs/{name:path}", status_code=201)

@@ -214,3 +214,55 @@ def test_a_heartbeat_keeps_the_runner_and_its_lease_and_names_tasks_to_stop(
     assert fast.json() == slow.json() == {"ok": True, "canceled_tasks": [task["id"]]}
     fast, slow = both(farm, f"/api/runner/{runner_id + 9}/heartbeat", farm.runner_key, json={})
     assert fast.status_code == slow.status_code == 404 and fast.json() == slow.json()
+
+
+def test_progress_reports_take_the_fast_lane_and_read_the_same_both_ways(
+    farm: Farm, spy: Spy, scene_bpy: Path
+) -> None:
+    runner_id = register(farm)
+    job = submit(farm, scene_bpy, frames="1-2").json()
+    auth = farm.auth(farm.runner_key)
+    task = farm.client.post(f"/api/runner/{runner_id}/claim?wait=0", headers=auth).json()
+    path = f"/api/runner/{runner_id}/tasks/{task['id']}/progress"
+    app: Any = farm.client.app
+    spy.paths.clear()
+    report = {"frames_done": 7, "activity": "rendering frame 1", "log": ["line one", "line two"]}
+    fast = farm.client.post(path, headers=auth, json=report)
+    assert fast.status_code == 200 and fast.json() == {"keep_running": True, "reason": None}
+    assert spy.paths == []
+    with session_scope(app.state.engine) as session:
+        reported = session.get(Task, task["id"])
+        assert reported is not None
+        assert reported.frames_done == 1  # no more than the task has frames
+        assert reported.activity == "rendering frame 1"
+        assert reported.last_progress_at is not None
+        assert utcnow() - reported.last_progress_at < timedelta(seconds=5)
+    # A report without frames or activity keeps what the last one said.
+    fast, slow = both(farm, path, farm.runner_key, json={"log": ["line three"]})
+    assert fast.json() == slow.json() == {"keep_running": True, "reason": None}
+    with session_scope(app.state.engine) as session:
+        reported = session.get(Task, task["id"])
+        assert reported is not None and reported.frames_done == 1
+        assert reported.activity == "rendering frame 1"
+    log = app.state.storage.task_log_path(job["id"], task["id"]).read_text()
+    assert log == "line one\nline two\nline three\nline three\n"
+    # Bad bodies go on to FastAPI, which says what is wrong.
+    spy.paths.clear()
+    bad = farm.client.post(path, headers=auth, json={"frames_done": -1})
+    assert bad.status_code == 422 and spy.paths == [path]
+    text = farm.client.post(
+        path, headers={**auth, "Content-Type": "text/plain"}, content=b'{"log": []}'
+    )
+    assert spy.paths == [path, path] and text.status_code == 422
+    # A canceled job stops the task; someone else's task is refused the same both ways.
+    farm.client.post(f"/api/jobs/{job['id']}/cancel", headers=farm.auth(farm.user_key))
+    fast, slow = both(farm, path, farm.runner_key, json={"frames_done": 1})
+    assert fast.status_code == slow.status_code == 200 and fast.json() == slow.json()
+    assert fast.json()["keep_running"] is False
+    other = register(farm, name="other")
+    elsewhere = f"/api/runner/{other}/tasks/{task['id']}/progress"
+    fast, slow = both(farm, elsewhere, farm.runner_key, json={})
+    assert fast.json() == slow.json()
+    assert fast.json()["keep_running"] is False
+    fast, slow = both(farm, f"/api/runner/{runner_id + 99}/tasks/1/progress", "nope", json={})
+    assert fast.status_code == slow.status_code == 401 and fast.json() == slow.json()
