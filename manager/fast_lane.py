@@ -110,6 +110,7 @@ class RunnerFastLane:
         gone = asyncio.ensure_future(receive())  # the next message is the client leaving
 
         async def disconnected() -> bool:
+            await asyncio.sleep(0)  # (work on the loop may have kept the message unread)
             return gone.done()
 
         try:

@@ -64,7 +64,4 @@ class HotLane:
         )
 
     def close(self) -> None:
-        import sys
-
-        print("HOTLANE", self.ran_inline, self.deferred, file=sys.stderr)
         self._executor.shutdown(wait=False, cancel_futures=True)

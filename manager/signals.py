@@ -76,6 +76,10 @@ class WorkSignal:
         elif not ticket.cancelled():
             self.pass_on(ticket.result())
 
+    def hand_on(self, hops: int) -> None:
+        """A woken waiter that left gives its wake-up, budget unchanged, to the next one."""
+        self._wake(1, hops)
+
     def pass_on(self, hops: int) -> None:
         if hops > 1:
             self._wake(1, hops - 1)

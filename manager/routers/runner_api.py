@@ -12,10 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 from starlette.datastructures import State
 
 from manager.completion import finish_task
+from manager.db import session_scope
 from manager.deps import RunnerKeyDep, SessionDep, SettingsDep, StorageDep, WorkSignalDep
 from manager.dispatch import (
     active_task,
@@ -173,6 +175,10 @@ async def long_poll_claim(
             )
         if task is not None:
             signal.discard(ticket)
+            if await disconnected():  # (it would sit on a runner that is gone until timeout)
+                await run_in_threadpool(_hand_back, state.write_engine, runner_id, task.id)
+                signal.notify(1)
+                return None
             return task
         if woken_with is not None and others_may:
             signal.pass_on(woken_with)  # woken for work this runner may not take
@@ -183,6 +189,26 @@ async def long_poll_claim(
         # Other manager processes (several behind one PostgreSQL) cannot wake this one:
         # look again every few seconds.
         woken_with = await signal.wait(ticket, min(remaining, 5.0))
+        if await disconnected():  # a runner that hung up (shut down) while it waited
+            if woken_with is not None:
+                signal.hand_on(woken_with)  # the work it was woken for goes to another
+            else:
+                signal.discard(ticket)
+            return None
+
+
+def _hand_back(engine: Engine, runner_id: int, task_id: int) -> None:
+    """Requeue a task claimed for a runner that hung up before the answer reached it."""
+    with session_scope(engine) as session:
+        task = session.get(Task, task_id)
+        if task is None or task.status != TaskStatus.ACTIVE or task.runner_id != runner_id:
+            return
+        job = session.get(Job, task.job_id)
+        runner = session.get(Runner, runner_id)
+        assert job is not None and runner is not None
+        release_task(session, task, job, reason=f"{runner.name} hung up before it got the task")
+        runner.status = RunnerStatus.IDLE.value
+        session.add(runner)
 
 
 @router.post("/{runner_id}/tasks/{task_id}/progress", response_model=ProgressReply)

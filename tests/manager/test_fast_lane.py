@@ -266,3 +266,114 @@ def test_progress_reports_take_the_fast_lane_and_read_the_same_both_ways(
     assert fast.json()["keep_running"] is False
     fast, slow = both(farm, f"/api/runner/{runner_id + 99}/tasks/1/progress", "nope", json={})
     assert fast.status_code == slow.status_code == 401 and fast.json() == slow.json()
+
+
+def _claim_scope(farm: Farm, runner_id: int) -> dict[str, Any]:
+    app: Any = farm.client.app
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": f"/api/runner/{runner_id}/claim",
+        "query_string": b"wait=30",
+        "headers": [(b"authorization", f"Bearer {farm.runner_key}".encode())],
+        "app": app,
+    }
+
+
+def _lane(farm: Farm) -> Any:
+    lane: Any = farm.client.app
+    lane = lane.middleware_stack
+    while not isinstance(lane, RunnerFastLane):
+        lane = lane.app
+    return lane
+
+
+def test_a_task_claimed_for_a_runner_that_hung_up_goes_back_at_once(
+    farm: Farm, spy: Spy, scene_bpy: Path
+) -> None:
+    gone, other = register(farm, name="gone"), register(farm, name="other")
+    submit(farm, scene_bpy, frames="1")
+    sent: list[dict[str, Any]] = []
+
+    async def claim_and_hang_up() -> None:
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop() if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await _lane(farm)(_claim_scope(farm, gone), receive, send)
+
+    portal: Any = farm.client.portal
+    portal.call(claim_and_hang_up)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] in ([], [204])
+    auth = farm.auth(farm.runner_key)
+    task = farm.client.post(f"/api/runner/{other}/claim?wait=0", headers=auth)
+    assert task.status_code == 200, task.text
+    app: Any = farm.client.app
+    with session_scope(app.state.engine) as session:
+        claimed = session.get(Task, task.json()["id"])
+        assert claimed is not None and claimed.runner_id == other
+        assert claimed.attempts == 1  # the hand-back did not count as an attempt
+
+
+def test_a_runner_that_hung_up_while_waiting_passes_its_wake_up_on(
+    farm: Farm, spy: Spy, scene_bpy: Path
+) -> None:
+    import asyncio
+
+    gone, other = register(farm, name="gone"), register(farm, name="other")
+    app: Any = farm.client.app
+    signal = app.state.work_signal
+    portal: Any = farm.client.portal
+    hang_up = portal.call(asyncio.Event)
+
+    async def wait_then_hang_up() -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await hang_up.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await _lane(farm)(_claim_scope(farm, gone), receive, send)
+        return sent
+
+    waiting = portal.start_task_soon(wait_then_hang_up)
+    deadline = time.monotonic() + 5
+    while signal.waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert signal.waiting == 1
+    portal.call(hang_up.set)  # the runner shut down; its long poll is still queued
+    auth = farm.auth(farm.runner_key)
+    second: Any = portal.start_task_soon(
+        lambda: _async_claim(farm, other, auth)  # waits behind the one that left
+    )
+    deadline = time.monotonic() + 5
+    while signal.waiting < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    submit(farm, scene_bpy, frames="1")  # wakes the longest waiter: the one that left
+    reply = second.result(timeout=10)
+    assert time.monotonic() - started < 2  # not at the next 5 s look
+    assert reply.status_code == 200, reply.text
+    with session_scope(app.state.engine) as session:
+        claimed = session.get(Task, reply.json()["id"])
+        assert claimed is not None and claimed.runner_id == other
+    assert [m["status"] for m in waiting.result(timeout=5) if "status" in m] in ([], [204])
+
+
+async def _async_claim(farm: Farm, runner_id: int, auth: dict[str, str]) -> Any:
+    import httpx
+
+    app: Any = farm.client.app
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://farm") as client:
+        return await client.post(f"/api/runner/{runner_id}/claim?wait=10", headers=auth)
