@@ -96,7 +96,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--deliverables",
+        default=",".join(str(d) for d in DELIVERABLES),
+        help="comma-separated, of " + ", ".join(str(d) for d in DELIVERABLES),
+    )
     args = parser.parse_args()
+    chosen = [Deliverable(name) for name in args.deliverables.split(",")]
     width, height = (int(part) for part in args.size.split("x"))
     console = Console()
     root = Path(tempfile.mkdtemp(prefix="framefarm-encode-bench-"))
@@ -105,7 +111,7 @@ def main() -> None:
         table = Table(title=f"Encode overhead: {args.frames} frames, {width}x{height}, two-pass")
         for column in ("deliverable", "bare FFmpeg (median)", "runner encode (median)", "ratio"):
             table.add_column(column, justify="right")
-        for deliverable in DELIVERABLES:
+        for deliverable in chosen:
             bare, ours = [], []
             for repeat in range(args.repeats):
                 out = root / f"{deliverable}-{repeat}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -44,8 +46,8 @@ class FrameCost:
 # Calibrated on this machine's make_scene.py scene, 2 threads (see benchmarks/README.md).
 FRAME_COSTS = {
     "tiny": FrameCost("tiny", 64, 1, 20),
-    "1s": FrameCost("1s", 64, 40, 8),
-    "5s": FrameCost("5s", 128, 50, 4),
+    "1s": FrameCost("1s", 128, 75, 8),
+    "5s": FrameCost("5s", 256, 100, 4),
 }
 BARE_BPY = """
 import bpy, sys
@@ -107,20 +109,25 @@ def running_runner(
 
 
 def time_farm(manager: Manager, scene: Path, frames: int, settings: dict[str, object]) -> float:
-    """Wall time from submitting the job to the manager saying it completed."""
+    """Wall time from submitting the job to the manager recording it completed.
+
+    The end is the job's ``finished_at`` as the manager wrote it, read once the job is done,
+    so the benchmark can ask about the job rarely: asking every 20 ms took a quarter of a
+    core from the render (each request costs the manager a few ms of CPU).
+    """
     with make_client(manager.url, manager.user_key) as client:
-        started = time.perf_counter()
+        started = datetime.now(UTC)
         job = submit_blend(client, scene, frames=f"1-{frames}", settings=settings or None)
         while True:
             response = client.get(f"/api/jobs/{job['id']}/status")
             if response.status_code == 200:
                 break
-            time.sleep(0.02)
-        elapsed = time.perf_counter() - started
+            time.sleep(0.25)
+        finished = client.get(f"/api/jobs/{job['id']}").json()["finished_at"]
     status = response.json()
     if not status.get("succeeded"):
         raise RuntimeError(f"job {job['id']} did not complete: {status}")
-    return elapsed
+    return (datetime.fromisoformat(finished) - started).total_seconds()
 
 
 def farm_cells(farm: dict[bool, float], sessions: bool, bare: float) -> list[str]:
@@ -143,6 +150,12 @@ def main() -> None:
     parser.add_argument("--backends", default="bpy,executable")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sessions", default="on,off", help="farm runs: on, off or both")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="bare and farm-with-sessions runs per row, alternating; the table shows medians",
+    )
     args = parser.parse_args()
     modes = [part == "on" for part in args.sessions.split(",")]
     console = Console()
@@ -167,18 +180,31 @@ def main() -> None:
                 for size in args.sizes.split(","):
                     cost = FRAME_COSTS[size]
                     scene = make_scene(backend, root / f"{kind}-{size}.blend", cost, home)
-                    bare = time_bare(
-                        backend, scene, root / f"bare-{kind}-{size}", args.threads, home
-                    )
-                    farm: dict[bool, float] = {}
-                    for sessions in modes:
-                        extra = () if sessions else ("--no-sessions",)
-                        name = f"{kind}-{size}-{'on' if sessions else 'off'}"
-                        with running_runner(manager, root, name, backend, args.threads, *extra):
-                            farm[sessions] = time_farm(manager, scene, cost.frames, {})
-                    console.log(
-                        f"{cost.frames} {size} frames, {kind}: bare {bare:.2f} s, farm {farm}"
-                    )
+                    bares: list[float] = []
+                    farms: dict[bool, list[float]] = {mode: [] for mode in modes}
+                    for repeat in range(args.repeats):
+                        # Alternating which goes first evens out a machine whose speed drifts.
+                        order = ("bare", "farm") if repeat % 2 == 0 else ("farm", "bare")
+                        for which in order:
+                            if which == "bare":
+                                out = root / f"bare-{kind}-{size}-{repeat}"
+                                bares.append(time_bare(backend, scene, out, args.threads, home))
+                                continue
+                            # Without sessions (only to show the gain) once: it is slow.
+                            for sessions in modes if repeat == 0 else [m for m in modes if m]:
+                                extra = () if sessions else ("--no-sessions",)
+                                name = f"{kind}-{size}-{'on' if sessions else 'off'}-{repeat}"
+                                with running_runner(
+                                    manager, root, name, backend, args.threads, *extra
+                                ):
+                                    farms[sessions].append(
+                                        time_farm(manager, scene, cost.frames, {})
+                                    )
+                    bare = statistics.median(bares)
+                    farm = {
+                        mode: statistics.median(times) for mode, times in farms.items() if times
+                    }
+                    console.log(f"{cost.frames} {size} frames, {kind}: bare {bares}, farm {farms}")
                     table.add_row(
                         f"{cost.frames} × {size}",
                         kind,
