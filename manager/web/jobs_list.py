@@ -43,28 +43,41 @@ def home() -> RedirectResponse:
     return RedirectResponse("/jobs", status_code=303)
 
 
+PAGE_SIZE = 50
+"""Jobs per page of the list, newest first: the rows are rendered again every 1.5 s."""
+
+Page = Annotated[int, Query(ge=1, le=1_000_000, description="1 is the newest jobs")]
+
+
 def _summaries(
-    session: Session, user: User, status: str, scope: str, limit: int = 200
-) -> list[JobSummary]:
-    query = select(Job).order_by(col(Job.id).desc()).limit(limit)
+    session: Session, user: User, status: str, scope: str, page: int
+) -> tuple[list[JobSummary], bool]:
+    """One page of jobs, and whether there are older ones."""
+    query = (
+        select(Job).order_by(col(Job.id).desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
+    )
     if scope != "all" or not user.is_admin:
         query = query.where(Job.owner_id == user.id)
     if status:
         query = query.where(Job.status == status)
-    return summarize_jobs(session, list(session.exec(query).all()))
+    jobs = list(session.exec(query).all())
+    return summarize_jobs(session, jobs[:PAGE_SIZE]), len(jobs) > PAGE_SIZE
 
 
 def _list_context(
-    session: Session, user: User, status: str, scope: str, selected: list[int]
+    session: Session, user: User, status: str, scope: str, selected: list[int], page: int = 1
 ) -> dict[str, object]:
     scope = scope if user.is_admin and scope == "all" else "mine"
+    jobs, older = _summaries(session, user, status, scope, page)
     return {
         "user": user,
-        "jobs": _summaries(session, user, status, scope),
+        "jobs": jobs,
         "status": status,
         "scope": scope,
         "statuses": STATUS_FILTERS,
         "selected": set(selected),
+        "page": page,
+        "older": older,
     }
 
 
@@ -75,8 +88,9 @@ def jobs_page(
     session: SessionDep,
     status: str = "",
     scope: str = "mine",
+    page: Page = 1,
 ) -> HTMLResponse:
-    return render(request, "jobs.html", _list_context(session, user, status, scope, []))
+    return render(request, "jobs.html", _list_context(session, user, status, scope, [], page))
 
 
 @router.get("/jobs/rows", response_class=HTMLResponse)
@@ -87,9 +101,10 @@ def job_rows(
     status: str = "",
     scope: str = "mine",
     job_id: Annotated[list[int] | None, Query()] = None,
+    page: Page = 1,
 ) -> HTMLResponse:
     """The table body alone, polled every 1.5 s; ticked boxes stay ticked."""
-    context = _list_context(session, user, status, scope, job_id or [])
+    context = _list_context(session, user, status, scope, job_id or [], page)
     return render(request, "_job_rows.html", context)
 
 

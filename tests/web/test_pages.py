@@ -359,3 +359,30 @@ def test_sign_up_when_the_farm_takes_registrations(web_farm: WebFarm):
     )
     assert made.status_code == 200 and made.url.path == "/jobs/new"  # followed, signed in
     assert "New Artist" in made.text and "Choose the .blend to render" in made.text
+
+
+def test_the_jobs_list_pages_by_fifty_newest_first(web_farm: WebFarm, rendering_job: int):
+    with web_farm.session() as session:
+        artist = get_user_by_email(session, "artist@example.com")
+        assert artist is not None
+        for n in range(60):
+            job, _ = make_job(session, tasks=1, name=f"batch {n:02d}")
+            job.owner_id = artist.id
+            session.add(job)
+        session.commit()
+    artist_auth = web_farm.as_key(web_farm.artist_key)
+    first = web_farm.client.get("/jobs", headers=artist_auth)
+    names = list(dict.fromkeys(re.findall(r"batch (\d\d)", first.text)))  # (named twice a row)
+    assert names == [f"{n:02d}" for n in range(59, 9, -1)]  # the 50 newest
+    assert "shot 010" not in first.text
+    assert 'rel="next" href="/jobs?status=&amp;scope=mine&amp;page=2"' in first.text
+    assert 'rel="prev"' not in first.text
+    assert 'hx-get="/jobs/rows?status=&scope=mine&page=1"' in first.text
+    second = web_farm.client.get("/jobs?page=2", headers=artist_auth)
+    older = list(dict.fromkeys(re.findall(r"batch (\d\d)", second.text)))
+    assert older == [f"{n:02d}" for n in range(9, -1, -1)]
+    assert "shot 010" in second.text  # the oldest, on the last page
+    assert 'rel="prev"' in second.text and 'rel="next"' not in second.text
+    rows = web_farm.client.get("/jobs/rows?page=2", headers=artist_auth)
+    assert rows.status_code == 200 and "shot 010" in rows.text and "batch 10" not in rows.text
+    assert web_farm.client.get("/jobs?page=0", headers=artist_auth).status_code == 422
