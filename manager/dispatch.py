@@ -13,12 +13,13 @@ from dataclasses import fields
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, Integer, String, bindparam, case, cast, func, select, update
 from sqlmodel import Session, col
 
 from manager.errors import Conflict, Forbidden, NotFound
-from manager.fastsql import FastStatement, transaction
+from manager.fastsql import FastConnection, FastStatement, Params, transaction
 from manager.models import (
     ApiKey,
     Job,
@@ -279,20 +280,30 @@ def _heartbeat_statements() -> tuple[FastStatement, FastStatement, FastStatement
     )
 
 
-def beat(engine: Engine, runner_id: int, key: ApiKey, lease_seconds: float) -> list[int]:
-    """A heartbeat: the runner is online, its leases extended; the tasks it must stop now."""
-    key_of, mark_seen, extend, stopping = _heartbeat_statements()
+def _alive_params(runner_id: int, lease_seconds: float) -> dict[str, Any]:
     now = utcnow()
-    params = {
+    return {
         "runner": runner_id,
         "now": now,
         "lease_expires_at": now + timedelta(seconds=lease_seconds),
     }
+
+
+def _mark_alive(conn: FastConnection, runner_id: int, key: ApiKey, params: Params) -> None:
+    """The runner (checked against ``key``) is online and its task leases are extended."""
+    key_of, mark_seen, extend, _ = _heartbeat_statements()
+    row = conn.first(key_of, params)
+    check_runner(runner_id, row is not None, row[0] if row else None, key)
+    conn.rowcount(mark_seen, params)
+    conn.rowcount(extend, params)
+
+
+def beat(engine: Engine, runner_id: int, key: ApiKey, lease_seconds: float) -> list[int]:
+    """A heartbeat: the runner is online, its leases extended; the tasks it must stop now."""
+    *_, stopping = _heartbeat_statements()
+    params = _alive_params(runner_id, lease_seconds)
     with transaction(engine, write=True) as conn:
-        row = conn.first(key_of, params)
-        check_runner(runner_id, row is not None, row[0] if row else None, key)
-        conn.rowcount(mark_seen, params)
-        conn.rowcount(extend, params)
+        _mark_alive(conn, runner_id, key, params)
         return [task_id for (task_id,) in conn.all(stopping, params)]
 
 
@@ -341,20 +352,10 @@ def report_progress(
 ) -> ProgressReply:
     """A progress report: the runner is alive (as by a heartbeat), the task's frames done,
     activity and log recorded; the answer says whether to keep running it."""
-    key_of, mark_seen, extend, _ = _heartbeat_statements()
     task_row, record = _progress_statements()
-    now = utcnow()
-    params = {
-        "runner": runner_id,
-        "task": task_id,
-        "now": now,
-        "lease_expires_at": now + timedelta(seconds=lease_seconds),
-    }
+    params = {**_alive_params(runner_id, lease_seconds), "task": task_id}
     with transaction(engine, write=True) as conn:
-        row = conn.first(key_of, params)
-        check_runner(runner_id, row is not None, row[0] if row else None, key)
-        conn.rowcount(mark_seen, params)
-        conn.rowcount(extend, params)
+        _mark_alive(conn, runner_id, key, params)
         found = conn.first(task_row, params)
         if found is None or found[0] != runner_id or found[1] != TaskStatus.ACTIVE:
             return ProgressReply(keep_running=False, reason=GONE)

@@ -82,11 +82,11 @@ class RunnerFastLane:
                 told = await runner_progress(state, ids[0], key, ids[1], report)
                 await _answer(send, 200, told.model_dump_json().encode())
             elif beat is not None:
-                await _drain(receive)
+                await _body(receive)  # (these requests carry nothing to keep)
                 reply = await runner_heartbeat(state, ids[0], key)
                 await _answer(send, 200, reply.model_dump_json().encode())
             else:
-                await _drain(receive)
+                await _body(receive)  # (these requests carry nothing to keep)
                 await complete_task(state, ids[0], key, ids[1])
                 await _answer(send, 204, b"")
         except Exception as exc:
@@ -106,7 +106,7 @@ class RunnerFastLane:
     ) -> None:
         wait = float(query.get("wait", "30"))
         warm_job = _row_id(query["warm_job"]) if "warm_job" in query else None
-        await _drain(receive)
+        await _body(receive)  # (these requests carry nothing to keep)
         gone = asyncio.ensure_future(receive())  # the next message is the client leaving
 
         async def disconnected() -> bool:
@@ -164,15 +164,6 @@ def _query(scope: Scope) -> dict[str, str] | None:
     ):
         return None
     return query
-
-
-async def _drain(receive: Receive) -> None:
-    """Read the request to its end (these requests have no body worth keeping)."""
-    message: Message = {"more_body": True}
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 async def _body(receive: Receive) -> bytes | None:

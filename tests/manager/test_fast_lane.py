@@ -32,13 +32,30 @@ class Spy:
         await self.inner(scope, receive, send)
 
 
+def _claim_scope(farm: Farm, runner_id: int) -> dict[str, Any]:
+    app: Any = farm.client.app
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": f"/api/runner/{runner_id}/claim",
+        "query_string": b"wait=30",
+        "headers": [(b"authorization", f"Bearer {farm.runner_key}".encode())],
+        "app": app,
+    }
+
+
+def _lane(farm: Farm) -> Any:
+    lane: Any = farm.client.app
+    lane = lane.middleware_stack
+    while not isinstance(lane, RunnerFastLane):
+        lane = lane.app
+    return lane
+
+
 @pytest.fixture
 def spy(farm: Farm) -> Iterator[Spy]:
     farm.client.get("/healthz")  # (the middleware stack is built on the first request)
-    layer: Any = farm.client.app
-    layer = layer.middleware_stack
-    while not isinstance(layer, RunnerFastLane):
-        layer = layer.app
+    layer = _lane(farm)
     watcher = Spy(layer)
     yield watcher
     layer.app = watcher.inner
@@ -144,9 +161,6 @@ def test_a_runner_that_hangs_up_leaves_the_long_poll(farm: Farm, spy: Spy) -> No
     runner_id = register(farm)
     app: Any = farm.client.app
     signal = app.state.work_signal
-    lane: Any = app.middleware_stack
-    while not isinstance(lane, RunnerFastLane):
-        lane = lane.app
     sent: list[dict[str, Any]] = []
 
     async def hang_up_soon() -> float:
@@ -163,16 +177,8 @@ def test_a_runner_that_hangs_up_leaves_the_long_poll(farm: Farm, spy: Spy) -> No
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": f"/api/runner/{runner_id}/claim",
-            "query_string": b"wait=30",
-            "headers": [(b"authorization", f"Bearer {farm.runner_key}".encode())],
-            "app": app,
-        }
         started = time.monotonic()
-        await lane(scope, receive, send)
+        await _lane(farm)(_claim_scope(farm, runner_id), receive, send)
         return time.monotonic() - started
 
     portal: Any = farm.client.portal
@@ -183,13 +189,20 @@ def test_a_runner_that_hangs_up_leaves_the_long_poll(farm: Farm, spy: Spy) -> No
     assert signal.waiting == 0
 
 
-def test_a_heartbeat_keeps_the_runner_and_its_lease_and_names_tasks_to_stop(
-    farm: Farm, spy: Spy, scene_bpy: Path
-) -> None:
+def runner_with_task(farm: Farm, scene_bpy: Path) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """A registered runner that claimed the first task of a new 2-frame job."""
     runner_id = register(farm)
     job = submit(farm, scene_bpy, frames="1-2").json()
     auth = farm.auth(farm.runner_key)
     task = farm.client.post(f"/api/runner/{runner_id}/claim?wait=0", headers=auth).json()
+    return runner_id, job, task
+
+
+def test_a_heartbeat_keeps_the_runner_and_its_lease_and_names_tasks_to_stop(
+    farm: Farm, spy: Spy, scene_bpy: Path
+) -> None:
+    runner_id, job, task = runner_with_task(farm, scene_bpy)
+    auth = farm.auth(farm.runner_key)
     app: Any = farm.client.app
     with session_scope(app.state.engine) as session:
         runner = session.get(Runner, runner_id)
@@ -219,10 +232,8 @@ def test_a_heartbeat_keeps_the_runner_and_its_lease_and_names_tasks_to_stop(
 def test_progress_reports_take_the_fast_lane_and_read_the_same_both_ways(
     farm: Farm, spy: Spy, scene_bpy: Path
 ) -> None:
-    runner_id = register(farm)
-    job = submit(farm, scene_bpy, frames="1-2").json()
+    runner_id, job, task = runner_with_task(farm, scene_bpy)
     auth = farm.auth(farm.runner_key)
-    task = farm.client.post(f"/api/runner/{runner_id}/claim?wait=0", headers=auth).json()
     path = f"/api/runner/{runner_id}/tasks/{task['id']}/progress"
     app: Any = farm.client.app
     spy.paths.clear()
@@ -266,26 +277,6 @@ def test_progress_reports_take_the_fast_lane_and_read_the_same_both_ways(
     assert fast.json()["keep_running"] is False
     fast, slow = both(farm, f"/api/runner/{runner_id + 99}/tasks/1/progress", "nope", json={})
     assert fast.status_code == slow.status_code == 401 and fast.json() == slow.json()
-
-
-def _claim_scope(farm: Farm, runner_id: int) -> dict[str, Any]:
-    app: Any = farm.client.app
-    return {
-        "type": "http",
-        "method": "POST",
-        "path": f"/api/runner/{runner_id}/claim",
-        "query_string": b"wait=30",
-        "headers": [(b"authorization", f"Bearer {farm.runner_key}".encode())],
-        "app": app,
-    }
-
-
-def _lane(farm: Farm) -> Any:
-    lane: Any = farm.client.app
-    lane = lane.middleware_stack
-    while not isinstance(lane, RunnerFastLane):
-        lane = lane.app
-    return lane
 
 
 def test_a_task_claimed_for_a_runner_that_hung_up_goes_back_at_once(
