@@ -83,9 +83,24 @@ def create_jobs(db_url: str, jobs: int, tasks: int) -> list[int]:
 
 
 class Recorder:
-    def __init__(self) -> None:
+    """Latencies by kind of request: all of them, and those of the steady state (requests
+    sent once every runner had registered and every viewer had its first page: the start,
+    250 clients arriving in the same instant as after a manager restart, is a burst of its
+    own)."""
+
+    def __init__(self, starting: int) -> None:
         self.times: dict[str, list[float]] = defaultdict(list)
+        self.steady: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, list[str]] = defaultdict(list)
+        self.starting = starting
+        self.steady_from: float | None = None
+        self.began = time.perf_counter()
+
+    def started(self) -> None:
+        """One client is past its start (registered, or its first page loaded)."""
+        self.starting -= 1
+        if self.starting == 0:
+            self.steady_from = time.perf_counter()
 
     async def call(self, kind: str, request: Awaitable[Reply], ok: tuple[int, ...]) -> Reply | None:
         started = time.perf_counter()
@@ -94,7 +109,10 @@ class Recorder:
         except TransportError as error:
             self.errors[kind].append(repr(error))
             return None
-        self.times[kind].append((time.perf_counter() - started) * 1000)
+        elapsed = (time.perf_counter() - started) * 1000
+        self.times[kind].append(elapsed)
+        if self.steady_from is not None and started >= self.steady_from:
+            self.steady[kind].append(elapsed)
         if response.status_code not in ok:
             self.errors[kind].append(f"{response.status_code} {response.text[:200]}")
             return None
@@ -103,7 +121,7 @@ class Recorder:
 
 async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key: str,
                    job_ids: list[int]) -> Recorder:  # fmt: skip
-    record = Recorder()
+    record = Recorder(args.runners + args.viewers)
     deadline = time.monotonic() + args.seconds
     runner_clients = async_clients(url, runner_key, args.runners)
     viewer_clients = async_clients(url, user_key, args.viewers)
@@ -125,6 +143,7 @@ async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key
             ),
             (200, 201),
         )
+        record.started()
         if reply is None:
             return
         runner_id = reply.json()["id"]
@@ -150,6 +169,7 @@ async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key
         """A browser: opens a page, then polls its live part as the page's own script does
         (every 1.5 s); half watch the jobs list, half a job (another one every 30 s)."""
         viewers = viewer_clients[index]
+        started = False
         await asyncio.sleep(random.uniform(0, VIEWER_PERIOD_S))
         while time.monotonic() < deadline:
             if index % 2:
@@ -160,6 +180,9 @@ async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key
                 opened, live = "page: job", "live: job progress"
                 page, poll = f"/jobs/{job_id}", f"/jobs/{job_id}/live"
             await record.call(opened, viewers.get(page), (200,))
+            if not started:
+                record.started()
+                started = True
             switch_at = min(deadline, time.monotonic() + VIEWER_STAYS_S)
             while time.monotonic() < switch_at:
                 await asyncio.sleep(VIEWER_PERIOD_S)
@@ -191,7 +214,7 @@ def main() -> None:
     parser.add_argument("--db", help="database (default: SQLite in the work folder)")
     parser.add_argument("--workdir", type=Path, help="keep the manager's files and log here")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=max(140, Console().width))
     with (
         tempfile.TemporaryDirectory() as tmp,
         running_manager(args.workdir or Path(tmp), args.db) as manager,
@@ -207,32 +230,38 @@ def main() -> None:
         title=f"load on {database}: {args.runners} runners, {args.viewers} viewers, "
         f"{args.seconds:g} s"
     )
-    for column in ("requests", "count", "per s", "p50 ms", "p99 ms", "max ms", "errors"):
+    columns = ("requests", "count", "per s", "p50 ms", "p99 ms", "max ms")
+    for column in (*columns, "steady p50", "steady p99", "steady max", "errors"):
         table.add_column(column, justify="right")
     api: list[float] = []
-    for kind in sorted(set(record.times) | set(record.errors)):
-        times = record.times.get(kind, [])
-        if kind != "claim (long poll)":
-            api += times
+    steady: list[float] = []
+
+    def row(kind: str, times: list[float], calm: list[float], errors: int) -> None:
         table.add_row(
             kind,
             str(len(times)),
             f"{len(times) / args.seconds:.1f}",
-            f"{percentile(times, 50):.1f}",
-            f"{percentile(times, 99):.1f}",
+            *(f"{percentile(times, p):.1f}" for p in (50, 99)),
             f"{max(times, default=0):.1f}",
-            str(len(record.errors.get(kind, []))),
+            *(f"{percentile(calm, p):.1f}" for p in (50, 99)),
+            f"{max(calm, default=0):.1f}",
+            str(errors),
         )
-    table.add_row(
-        "all but claims",
-        str(len(api)),
-        f"{len(api) / args.seconds:.1f}",
-        f"{percentile(api, 50):.1f}",
-        f"{percentile(api, 99):.1f}",
-        f"{max(api, default=0):.1f}",
-        str(sum(len(e) for k, e in record.errors.items() if k != "claim (long poll)")),
-    )
+
+    for kind in sorted(set(record.times) | set(record.errors)):
+        times, calm = record.times.get(kind, []), record.steady.get(kind, [])
+        if kind != "claim (long poll)":
+            api += times
+            steady += calm
+        row(kind, times, calm, len(record.errors.get(kind, [])))
+    failed = sum(len(e) for k, e in record.errors.items() if k != "claim (long poll)")
+    row("all but claims", api, steady, failed)
     console.print(table)
+    if record.steady_from is not None:
+        console.print(
+            f"steady state: from {record.steady_from - record.began:.1f} s "
+            "(every runner registered, every viewer's first page loaded)"
+        )
     for kind, errors in record.errors.items():
         console.print(f"[red]{kind}: {len(errors)} errors, first: {errors[0]}")
     console.print(f"load average (1 min) before {load_before:.1f}, after {load_after:.1f}")

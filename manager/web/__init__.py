@@ -38,12 +38,14 @@ from manager.web import (
 )
 from manager.web.access import install_sign_in_redirect
 from manager.web.error_pages import install_error_pages
+from manager.web.recent import Recent
 from manager.web.templating import make_templates
 
 
 def install_web(app: FastAPI) -> None:
     """Add the pages to the app (after the API routers, which own /api)."""
     app.state.web_templates = make_templates()
+    app.state.web_recent = Recent()
     install_sign_in_redirect(app)
     install_error_pages(app)
     app.include_router(static_files)

@@ -19,9 +19,10 @@ from manager.schemas import RowId
 from manager.storage import Storage, safe_relative_path
 from manager.web.access import WebUser
 from manager.web.blendinfo import blend_info_of_blob
-from manager.web.job_view import job_detail
+from manager.web.job_view import job_detail, task_lines
 from manager.web.previews import FORMATS, cached_preview
-from manager.web.templating import flash, render
+from manager.web.recent import Recent, job_version, seconds_for
+from manager.web.templating import flash, render, render_text
 from manager.web.zipstream import stream_zip
 from shared.wire import JOB_FINISHED, TaskStatus
 
@@ -52,7 +53,7 @@ def job_page(
     request: Request, job_id: RowId, user: WebUser, session: SessionDep, storage: StorageDep
 ) -> HTMLResponse:
     job = get_job_for(session, job_id, user)
-    detail = job_detail(session, job)
+    detail = job_detail(session, job, request.app.state.web_recent)
     return render(
         request,
         "job.html",
@@ -68,18 +69,18 @@ def job_page(
 
 def followed_log(session: Session, storage: Storage, job: Job) -> dict[str, object]:
     """The log the job page follows: the running task's, else the newest one written."""
-    tasks = session.exec(
-        select(Task).where(Task.job_id == job.id).order_by(col(Task.task_order))
-    ).all()
+    job_id = job.id or 0
+    tasks = task_lines(session, job_id)
     running = [t for t in tasks if t.status == TaskStatus.ACTIVE]
     started = sorted((t for t in tasks if t.started_at), key=lambda t: t.started_at or 0)
     # once nothing runs, the newest log that says something (a quiet last task may have none)
-    logged = [t for t in started if storage.task_log_path(t.job_id, t.id or 0).is_file()]
-    candidates = running or logged[-1:] or started[-1:]
-    task = candidates[0] if candidates else None
+    logged = next(
+        (t for t in reversed(started) if storage.task_log_path(job_id, t.id).is_file()), None
+    )
+    task = running[0] if running else logged or (started[-1] if started else None)
     return {
         "task": task,
-        "lines": log_tail(storage, job.id or 0, task.id or 0) if task else [],
+        "lines": log_tail(storage, job_id, task.id) if task else [],
         "job_id": job.id,
         "follow": job.status not in JOB_FINISHED,
     }
@@ -96,9 +97,18 @@ def job_log(
 
 @router.get("/jobs/{job_id}/live", response_class=HTMLResponse)
 def job_live(request: Request, job_id: RowId, user: WebUser, session: SessionDep) -> HTMLResponse:
-    """The parts of the job page that change while it renders, polled every 1.5 s."""
-    detail = job_detail(session, get_job_for(session, job_id, user))
-    return render(request, "_job_live.html", {"d": detail, "job": detail.summary.job})
+    """The parts of the job page that change while it renders, polled every 1.5 s: rendered
+    once for everybody who polls the same version of the job."""
+    job = get_job_for(session, job_id, user)
+    recent: Recent[object] = request.app.state.web_recent
+    version = job_version(job)
+    key = ("live", job_id, version)
+    html = recent.get(key)
+    if not isinstance(html, str):
+        detail = job_detail(session, job, recent, version)
+        html = render_text(request, "_job_live.html", {"d": detail, "job": detail.summary.job})
+        recent.put(key, html, seconds_for(job))
+    return HTMLResponse(html)
 
 
 @router.get("/jobs/{job_id}/tasks/{task_id}/log", response_class=HTMLResponse)

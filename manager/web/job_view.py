@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -13,9 +14,31 @@ from manager.jobs import job_public, jobs_public
 from manager.models import Job, Output, Runner, Task, TaskFailure, User
 from manager.schemas import JobPublic
 from manager.web.eta import RECENT_FRAMES, FrameTime, frame_times, job_eta
+from manager.web.recent import JobVersion, Recent, job_version, job_versions, seconds_for
 from shared.wire import JOB_FINISHED, TaskStatus
 
 PREVIEW_SUFFIX = ".preview.mp4"
+
+
+class TaskLine(NamedTuple):
+    """What the job page shows of a task: its columns without the commands (read as plain
+    rows, the ORM's objects cost half the page's time with a hundred tasks)."""
+
+    id: int
+    name: str
+    status: str
+    task_order: int
+    frames: list[int]
+    frames_done: int
+    runner_id: int | None
+    attempts: int
+    activity: str
+    failure_reason: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+_TASK_LINE = [getattr(Task, name) for name in TaskLine._fields]
 
 
 @dataclass(frozen=True)
@@ -97,14 +120,18 @@ class JobDetail:
     mean_frame_seconds: float | None = None
 
 
-def _runner_names(session: Session) -> dict[int, str]:
-    return {r.id or 0: r.name for r in session.exec(select(Runner)).all()}
-
-
-def _tasks(session: Session, job_id: int) -> list[Task]:
-    return list(
-        session.exec(select(Task).where(Task.job_id == job_id).order_by(col(Task.task_order)))
+def _runner_names(session: Session, tasks: list[TaskLine]) -> dict[int, str]:
+    """The names of the runners these tasks ran on (a farm has many more)."""
+    ids = {t.runner_id for t in tasks if t.runner_id is not None}
+    rows = session.execute(
+        sa_select(col(Runner.id), col(Runner.name)).where(col(Runner.id).in_(ids))
     )
+    return {runner_id: name for runner_id, name in rows}
+
+
+def task_lines(session: Session, job_id: int) -> list[TaskLine]:
+    query = sa_select(*_TASK_LINE).where(col(Task.job_id) == job_id).order_by(col(Task.task_order))
+    return [TaskLine(*row) for row in session.execute(query)]
 
 
 def _outputs(session: Session, job_id: int) -> list[Output]:
@@ -113,12 +140,12 @@ def _outputs(session: Session, job_id: int) -> list[Output]:
     )
 
 
-def _times(tasks: list[Task], outputs: list[Output]) -> list[FrameTime]:
-    starts = {t.id or 0: t.started_at for t in tasks}
+def _times(tasks: list[TaskLine], outputs: list[Output]) -> list[FrameTime]:
+    starts = {t.id: t.started_at for t in tasks}
     return frame_times(starts, ((o.task_id, o.frame, o.created_at) for o in outputs))
 
 
-def _working(tasks: list[Task]) -> int:
+def _working(tasks: list[TaskLine]) -> int:
     return len({t.runner_id for t in tasks if t.status == TaskStatus.ACTIVE and t.runner_id})
 
 
@@ -126,7 +153,7 @@ def summarize(
     session: Session,
     job: Job,
     *,
-    tasks: list[Task] | None = None,
+    tasks: list[TaskLine] | None = None,
     outputs: list[Output] | None = None,
 ) -> JobSummary:
     public = job_public(session, job)
@@ -134,15 +161,39 @@ def summarize(
     eta = None
     working = 0
     if public.status not in JOB_FINISHED:
-        tasks = tasks if tasks is not None else _tasks(session, public.id)
+        tasks = tasks if tasks is not None else task_lines(session, public.id)
         outputs = outputs if outputs is not None else _outputs(session, public.id)
         working = _working(tasks)
         eta = job_eta(_times(tasks, outputs), public.frame_count - public.frames_done, working)
     return JobSummary(public, owner.email if owner else None, working, eta)
 
 
-def summarize_jobs(session: Session, jobs: list[Job]) -> list[JobSummary]:
-    """Summaries of many jobs in a fixed number of queries, for the list that polls."""
+def summarize_jobs(
+    session: Session,
+    jobs: list[Job],
+    recent: Recent[object] | None = None,
+    versions: dict[int, JobVersion] | None = None,
+) -> list[JobSummary]:
+    """Summaries of many jobs, for the list that polls: those ``recent`` holds for the jobs'
+    current versions, and the others read in a fixed number of queries."""
+    if recent is None:
+        return _read_summaries(session, jobs)
+    versions = versions if versions is not None else job_versions(jobs)
+    found: dict[int, JobSummary] = {}
+    for job in jobs:
+        summary = recent.get(("summary", job.id, versions[job.id or 0]))
+        if isinstance(summary, JobSummary):
+            found[job.id or 0] = summary
+    missing = [job for job in jobs if (job.id or 0) not in found]
+    for job, summary in zip(missing, _read_summaries(session, missing), strict=True):
+        found[job.id or 0] = summary
+        recent.put(("summary", job.id, versions[job.id or 0]), summary, seconds_for(job))
+    return [found[job.id or 0] for job in jobs]
+
+
+def _read_summaries(session: Session, jobs: list[Job]) -> list[JobSummary]:
+    if not jobs:
+        return []
     owner_ids = {job.owner_id for job in jobs if job.owner_id is not None}
     emails: dict[int, str] = {
         user_id: email
@@ -186,17 +237,19 @@ def summarize_jobs(session: Session, jobs: list[Job]) -> list[JobSummary]:
     return summaries
 
 
-def _task_rows(session: Session, tasks: list[Task], names: dict[int, str]) -> list[TaskRow]:
+def _task_rows(session: Session, tasks: list[TaskLine], names: dict[int, str]) -> list[TaskRow]:
     failures: dict[int, list[str]] = {}
     ids = [t.id for t in tasks]
-    for failure in session.exec(
-        select(TaskFailure).where(col(TaskFailure.task_id).in_(ids)).order_by(col(TaskFailure.id))
+    for task_id, runner, reason in session.execute(
+        sa_select(col(TaskFailure.task_id), col(Runner.name), col(TaskFailure.reason))
+        .outerjoin(Runner, col(Runner.id) == col(TaskFailure.runner_id))
+        .where(col(TaskFailure.task_id).in_(ids))
+        .order_by(col(TaskFailure.id))
     ):
-        runner = names.get(failure.runner_id or 0, "a runner")
-        failures.setdefault(failure.task_id, []).append(f"{runner}: {failure.reason}")
+        failures.setdefault(task_id, []).append(f"{runner or 'a runner'}: {reason}")
     return [
         TaskRow(
-            id=t.id or 0,
+            id=t.id,
             name=t.name,
             status=t.status,
             frames=list(t.frames),
@@ -205,7 +258,7 @@ def _task_rows(session: Session, tasks: list[Task], names: dict[int, str]) -> li
             attempts=t.attempts,
             activity=t.activity,
             failure_reason=t.failure_reason,
-            failures=failures.get(t.id or 0, []),
+            failures=failures.get(t.id, []),
             started_at=t.started_at,
             finished_at=t.finished_at,
         )
@@ -214,7 +267,7 @@ def _task_rows(session: Session, tasks: list[Task], names: dict[int, str]) -> li
 
 
 def frame_cells(
-    tasks: list[Task], outputs: list[Output], times: list[FrameTime], names: dict[int, str]
+    tasks: list[TaskLine], outputs: list[Output], times: list[FrameTime], names: dict[int, str]
 ) -> list[FrameCell]:
     """One cell per frame: done once its output is in, else its task's state."""
     done = {o.frame for o in outputs if o.frame is not None}
@@ -235,7 +288,7 @@ TASKS_SHOWN = 50
 NEEDS_A_LOOK = (TaskStatus.ACTIVE, TaskStatus.FAILED, TaskStatus.SOFT_FAILED)
 
 
-def tasks_worth_showing(tasks: list[Task], limit: int = TASKS_SHOWN) -> list[Task]:
+def tasks_worth_showing(tasks: list[TaskLine], limit: int = TASKS_SHOWN) -> list[TaskLine]:
     """What the task table shows of a big job: running and failing tasks, then the others,
     ``limit`` in all and in task order (the page polls; all of them are in the API)."""
     if len(tasks) <= limit:
@@ -245,10 +298,29 @@ def tasks_worth_showing(tasks: list[Task], limit: int = TASKS_SHOWN) -> list[Tas
     return sorted(first + rest, key=lambda t: t.task_order)
 
 
-def job_detail(session: Session, job: Job) -> JobDetail:
-    tasks = _tasks(session, job.id or 0)
+def job_detail(
+    session: Session,
+    job: Job,
+    recent: Recent[object] | None = None,
+    version: JobVersion | None = None,
+) -> JobDetail:
+    """What the job page shows, read again only when ``recent`` has nothing for the job's
+    current version."""
+    if recent is None:
+        return _read_detail(session, job)
+    version = version if version is not None else job_version(job)
+    key = ("detail", job.id, version)
+    if isinstance(detail := recent.get(key), JobDetail):
+        return detail
+    detail = _read_detail(session, job)
+    recent.put(key, detail, seconds_for(job))
+    return detail
+
+
+def _read_detail(session: Session, job: Job) -> JobDetail:
+    tasks = task_lines(session, job.id or 0)
     outputs = _outputs(session, job.id or 0)
-    names = _runner_names(session)
+    names = _runner_names(session, tasks)
     times = _times(tasks, outputs)
     frames = [o for o in outputs if o.name.lower().endswith(".exr")]
     last = max(frames, key=lambda o: (o.created_at, o.name)) if frames else None

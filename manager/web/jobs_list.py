@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Form, Query, Request
@@ -22,8 +23,9 @@ from manager.job_control import (
 from manager.jobs import get_job_for
 from manager.models import Job, User
 from manager.web.access import WebUser
-from manager.web.job_view import JobSummary, summarize_jobs
-from manager.web.templating import flash, render
+from manager.web.job_view import summarize_jobs
+from manager.web.recent import RUNNING_SECONDS, Recent, job_versions, seconds_for
+from manager.web.templating import age, flash, render, render_text
 from shared.wire import JobStatus
 
 router = APIRouter(include_in_schema=False)
@@ -49,29 +51,39 @@ PAGE_SIZE = 50
 Page = Annotated[int, Query(ge=1, le=1_000_000, description="1 is the newest jobs")]
 
 
-def _summaries(
+def _page_of_jobs(
     session: Session, user: User, status: str, scope: str, page: int
-) -> tuple[list[JobSummary], bool]:
+) -> tuple[list[Job], bool]:
     """One page of jobs, and whether there are older ones."""
     query = (
         select(Job).order_by(col(Job.id).desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
     )
-    if scope != "all" or not user.is_admin:
+    if scope != "all":
         query = query.where(Job.owner_id == user.id)
     if status:
         query = query.where(Job.status == status)
     jobs = list(session.exec(query).all())
-    return summarize_jobs(session, jobs[:PAGE_SIZE]), len(jobs) > PAGE_SIZE
+    return jobs[:PAGE_SIZE], len(jobs) > PAGE_SIZE
+
+
+def _scope(user: User, scope: str) -> str:
+    return scope if user.is_admin and scope == "all" else "mine"
 
 
 def _list_context(
-    session: Session, user: User, status: str, scope: str, selected: list[int], page: int = 1
+    request: Request,
+    session: Session,
+    user: User,
+    status: str,
+    scope: str,
+    selected: list[int],
+    page: int = 1,
 ) -> dict[str, object]:
-    scope = scope if user.is_admin and scope == "all" else "mine"
-    jobs, older = _summaries(session, user, status, scope, page)
+    scope = _scope(user, scope)
+    jobs, older = _page_of_jobs(session, user, status, scope, page)
     return {
         "user": user,
-        "jobs": jobs,
+        "jobs": summarize_jobs(session, jobs, request.app.state.web_recent),
         "status": status,
         "scope": scope,
         "statuses": STATUS_FILTERS,
@@ -90,7 +102,9 @@ def jobs_page(
     scope: str = "mine",
     page: Page = 1,
 ) -> HTMLResponse:
-    return render(request, "jobs.html", _list_context(session, user, status, scope, [], page))
+    return render(
+        request, "jobs.html", _list_context(request, session, user, status, scope, [], page)
+    )
 
 
 @router.get("/jobs/rows", response_class=HTMLResponse)
@@ -103,9 +117,26 @@ def job_rows(
     job_id: Annotated[list[int] | None, Query()] = None,
     page: Page = 1,
 ) -> HTMLResponse:
-    """The table body alone, polled every 1.5 s; ticked boxes stay ticked."""
-    context = _list_context(session, user, status, scope, job_id or [], page)
-    return render(request, "_job_rows.html", context)
+    """The table body alone, polled every 1.5 s; ticked boxes stay ticked. The same rows of
+    the same jobs' versions are rendered once for everybody who polls them."""
+    scope = _scope(user, scope)
+    jobs, older = _page_of_jobs(session, user, status, scope, page)
+    recent: Recent[object] = request.app.state.web_recent
+    versions = job_versions(jobs)
+    now = datetime.now(UTC)
+    selected = frozenset(job_id or [])
+    shown = tuple((job.id, versions[job.id or 0], age(job.created_at, now)) for job in jobs)
+    key = ("rows", status, scope, page, older, selected, shown)
+    html = recent.get(key)
+    if not isinstance(html, str):
+        context = {
+            "jobs": summarize_jobs(session, jobs, recent, versions),
+            "scope": scope,
+            "selected": selected,
+        }
+        html = render_text(request, "_job_rows.html", context)
+        recent.put(key, html, min((seconds_for(job) for job in jobs), default=RUNNING_SECONDS))
+    return HTMLResponse(html)
 
 
 @router.post("/jobs/bulk", response_class=HTMLResponse)

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 import manager.web
-from manager.models import Task
 from manager.web.blendinfo import read_blend_info
 from manager.web.eta import estimate_eta, frame_times, job_eta
-from manager.web.job_view import tasks_worth_showing
-from manager.web.templating import ago, duration, filesize
+from manager.web.job_view import TaskLine, tasks_worth_showing
+from manager.web.templating import age, ago, duration, filesize
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -45,6 +44,8 @@ def test_time_and_size_words():
     assert ago(at(0), now=at(42)) == "42 s ago"
     assert ago(at(0), now=at(3 * 3600 + 5)) == "3 h ago"
     assert ago(None) == "never"
+    assert age(at(0), now=at(42)) == "just now"
+    assert age(at(0), now=at(125)) == "2 min ago"
     assert duration(0.42) == "0.4 s"
     assert duration(185) == "3 min 05 s"
     assert duration(7620) == "2 h 07 min"
@@ -78,7 +79,7 @@ def test_the_vendored_htmx_is_the_published_one_with_its_licence():
 def test_a_big_jobs_task_table_shows_running_and_failing_tasks_first():
     statuses = ["completed"] * 80 + ["active", "failed"] + ["queued"] * 18
     tasks = [
-        Task(id=n, job_id=1, name=f"render-{n}", type="blender", task_order=n, status=status)
+        TaskLine(n, f"render-{n}", status, n, [n], 0, None, 0, "", None, None, None)
         for n, status in enumerate(statuses)
     ]
     shown = tasks_worth_showing(tasks, limit=5)
