@@ -254,12 +254,21 @@ def _heartbeat_statements() -> tuple[FastStatement, FastStatement, FastStatement
             ),
         )
     )
-    extend = (
-        update(Task)
+    # The leases of the runner's tasks, skipping (on PostgreSQL) a task another transaction
+    # holds: that is the runner's own completion or progress report, which settles the task
+    # or extends its lease itself. Waiting for it instead, while holding the runner's row that
+    # the completion takes next, deadlocked the two (PostgreSQL broke one after a second).
+    held = (
+        select(col(Task.id))
         .where(
             col(Task.runner_id) == bindparam("runner"),
             col(Task.status) == TaskStatus.ACTIVE.value,
         )
+        .with_for_update(skip_locked=True)
+    )
+    extend = (
+        update(Task)
+        .where(col(Task.id).in_(held.scalar_subquery()))
         .values(lease_expires_at=bindparam("lease_expires_at", type_=UTCDateTime()))
     )
     stopping = (

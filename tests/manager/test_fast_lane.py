@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import col, select, update
 from starlette.types import Receive, Scope, Send
 
 from manager.db import session_scope
@@ -368,3 +370,29 @@ async def _async_claim(farm: Farm, runner_id: int, auth: dict[str, str]) -> Any:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://farm") as client:
         return await client.post(f"/api/runner/{runner_id}/claim?wait=10", headers=auth)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_heartbeat_does_not_wait_for_a_task_its_runner_is_completing(
+    farm: Farm, scene_bpy: Path
+) -> None:
+    """A completion holds the task's row and then takes the runner's; a heartbeat that held
+    the runner's row and waited for the task's deadlocked with it (broken after a second)."""
+    runner_id, _, task = runner_with_task(farm, scene_bpy)
+    app: Any = farm.client.app
+    auth = farm.auth(farm.runner_key)
+    with app.state.engine.connect() as completing, ThreadPoolExecutor(1) as pool:
+        completing.begin()
+        completing.execute(select(col(Task.id)).where(col(Task.id) == task["id"]).with_for_update())
+        beating = pool.submit(
+            farm.client.post, f"/api/runner/{runner_id}/heartbeat", headers=auth, json={}
+        )
+        try:
+            beat = beating.result(timeout=2)
+        except TimeoutError:
+            completing.rollback()  # (lets the heartbeat go before the test fails)
+            raise AssertionError("the heartbeat waited for the task's row") from None
+        assert beat.status_code == 200, beat.text
+        # the completion goes on to the runner's row, which the heartbeat no longer holds
+        completing.execute(update(Runner).where(col(Runner.id) == runner_id).values(status="idle"))
+        completing.commit()
