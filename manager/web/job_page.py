@@ -9,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from sqlmodel import Session, col, select
 
-from manager.deps import SessionDep, StorageDep, WorkSignalDep
+from manager.deps import Credentials, SessionDep, StorageDep, WorkSignalDep
 from manager.errors import FarmError, NotFound
 from manager.job_control import cancel_job, delete_job, pause_job, requeue_job, resume_job
 from manager.job_control import set_priority as set_job_priority
@@ -17,7 +17,7 @@ from manager.jobs import get_job_for, stored_output
 from manager.models import Job, JobFile, Output, Task
 from manager.schemas import RowId
 from manager.storage import Storage, safe_relative_path
-from manager.web.access import WebUser
+from manager.web.access import WebUser, get_web_user
 from manager.web.blendinfo import blend_info_of_blob
 from manager.web.job_view import job_detail, task_lines
 from manager.web.previews import FORMATS, cached_preview
@@ -96,10 +96,14 @@ def job_log(
 
 
 @router.get("/jobs/{job_id}/live", response_class=HTMLResponse)
-def job_live(request: Request, job_id: RowId, user: WebUser, session: SessionDep) -> HTMLResponse:
+def job_live(
+    request: Request, job_id: RowId, session: SessionDep, credentials: Credentials
+) -> HTMLResponse:
     """The parts of the job page that change while it renders, polled every 1.5 s: rendered
     once for everybody who polls the same version of the job."""
-    job = get_job_for(session, job_id, user)
+    # (the viewer is found here rather than by a dependency: one trip to a worker thread,
+    # not two, each of which waits its turn on a busy event loop)
+    job = get_job_for(session, job_id, get_web_user(request, session, credentials))
     recent: Recent[object] = request.app.state.web_recent
     version = job_version(job)
     key = ("live", job_id, version)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlmodel import Session, col, select
 
-from manager.deps import SessionDep, StorageDep, WorkSignalDep
+from manager.deps import Credentials, SessionDep, StorageDep, WorkSignalDep
 from manager.errors import FarmError
 from manager.job_control import (
     cancel_job,
@@ -22,7 +22,7 @@ from manager.job_control import (
 )
 from manager.jobs import get_job_for
 from manager.models import Job, User
-from manager.web.access import WebUser
+from manager.web.access import WebUser, get_web_user
 from manager.web.job_view import summarize_jobs
 from manager.web.recent import RUNNING_SECONDS, Recent, job_versions, seconds_for
 from manager.web.templating import age, flash, render, render_text
@@ -110,8 +110,8 @@ def jobs_page(
 @router.get("/jobs/rows", response_class=HTMLResponse)
 def job_rows(
     request: Request,
-    user: WebUser,
     session: SessionDep,
+    credentials: Credentials,
     status: str = "",
     scope: str = "mine",
     job_id: Annotated[list[int] | None, Query()] = None,
@@ -119,6 +119,7 @@ def job_rows(
 ) -> HTMLResponse:
     """The table body alone, polled every 1.5 s; ticked boxes stay ticked. The same rows of
     the same jobs' versions are rendered once for everybody who polls them."""
+    user = get_web_user(request, session, credentials)  # (in this thread: see ``job_live``)
     scope = _scope(user, scope)
     jobs, older = _page_of_jobs(session, user, status, scope, page)
     recent: Recent[object] = request.app.state.web_recent
