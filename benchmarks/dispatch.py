@@ -32,7 +32,7 @@ from benchmarks.common import (
     percentile,
     running_manager,
 )
-from manager.db import make_engine
+from manager.db import make_engine, refresh_statistics_after
 from manager.models import Job, Task, TaskDependency
 from shared.wire import TaskType
 
@@ -62,6 +62,8 @@ def create_chained_jobs(db_url: str, jobs: int, tasks: int) -> None:
                 for previous, task in zip(chain, chain[1:], strict=False)
             )
         session.commit()
+        # as the manager does after a submission that grows the tasks table this much
+        refresh_statistics_after(session, jobs * tasks)
     engine.dispose()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from manager.blendfile import blend_file_version
+from manager.db import refresh_statistics_after
 from manager.errors import Conflict, FarmError, InvalidInput, NotFound
 from manager.farm_settings import get_setting
 from manager.job_types import JobType, JobTypes, validate_settings
@@ -118,6 +119,7 @@ def create_job(
         session.add(JobPin(job_id=job.id, runner_name=runner_name))
     store_tasks(session, job, authored)
     session.commit()
+    refresh_statistics_after(session, len(authored.tasks))
     return job
 
 

@@ -152,3 +152,24 @@ def test_output_names_cannot_escape_the_job(farm: Farm, scene_bpy: Path):
     )
     assert response.status_code in (404, 422)
     assert response.json()["code"] in ("invalid_path", "output_not_found", "not_found")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_job_that_grows_the_tasks_table_refreshes_postgresqls_statistics(
+    farm: Farm, scene_bpy: Path
+):
+    """The claim's plan rests on them: stale ones made PostgreSQL join every job with every
+    queued task (seconds per claim) until autovacuum caught up a minute or more later."""
+    engine = farm.client.app.state.engine  # type: ignore[attr-defined]
+
+    def estimated_tasks() -> float:
+        with engine.connect() as conn:
+            query = "SELECT reltuples FROM pg_class WHERE oid = 'tasks'::regclass"
+            return float(conn.exec_driver_sql(query).scalar_one())
+
+    assert submit(farm, scene_bpy, frames="1-300").status_code == 202
+    assert estimated_tasks() >= 300  # (a table never analysed says -1)
+    assert submit(farm, scene_bpy, frames="1-20").status_code == 202
+    assert estimated_tasks() < 320  # a tenth or less: left to autovacuum
+    assert submit(farm, scene_bpy, frames="1-200").status_code == 202
+    assert estimated_tasks() >= 500
