@@ -104,15 +104,14 @@ def job_live(
     # (the viewer is found here rather than by a dependency: one trip to a worker thread,
     # not two, each of which waits its turn on a busy event loop)
     job = get_job_for(session, job_id, get_web_user(request, session, credentials))
-    recent: Recent[object] = request.app.state.web_recent
+    recent: Recent = request.app.state.web_recent
     version = job_version(job)
-    key = ("live", job_id, version)
-    html = recent.get(key)
-    if not isinstance(html, str):
+
+    def render_live() -> str:
         detail = job_detail(session, job, recent, version)
-        html = render_text(request, "_job_live.html", {"d": detail, "job": detail.summary.job})
-        recent.put(key, html, seconds_for(job))
-    return HTMLResponse(html)
+        return render_text(request, "_job_live.html", {"d": detail, "job": detail.summary.job})
+
+    return HTMLResponse(recent.kept(("live", job_id, version), str, seconds_for(job), render_live))
 
 
 @router.get("/jobs/{job_id}/tasks/{task_id}/log", response_class=HTMLResponse)

@@ -171,7 +171,7 @@ def summarize(
 def summarize_jobs(
     session: Session,
     jobs: list[Job],
-    recent: Recent[object] | None = None,
+    recent: Recent | None = None,
     versions: dict[int, JobVersion] | None = None,
 ) -> list[JobSummary]:
     """Summaries of many jobs, for the list that polls: those ``recent`` holds for the jobs'
@@ -301,7 +301,7 @@ def tasks_worth_showing(tasks: list[TaskLine], limit: int = TASKS_SHOWN) -> list
 def job_detail(
     session: Session,
     job: Job,
-    recent: Recent[object] | None = None,
+    recent: Recent | None = None,
     version: JobVersion | None = None,
 ) -> JobDetail:
     """What the job page shows, read again only when ``recent`` has nothing for the job's
@@ -310,11 +310,7 @@ def job_detail(
         return _read_detail(session, job)
     version = version if version is not None else job_version(job)
     key = ("detail", job.id, version)
-    if isinstance(detail := recent.get(key), JobDetail):
-        return detail
-    detail = _read_detail(session, job)
-    recent.put(key, detail, seconds_for(job))
-    return detail
+    return recent.kept(key, JobDetail, seconds_for(job), lambda: _read_detail(session, job))
 
 
 def _read_detail(session: Session, job: Job) -> JobDetail:

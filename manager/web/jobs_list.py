@@ -122,22 +122,20 @@ def job_rows(
     user = get_web_user(request, session, credentials)  # (in this thread: see ``job_live``)
     scope = _scope(user, scope)
     jobs, older = _page_of_jobs(session, user, status, scope, page)
-    recent: Recent[object] = request.app.state.web_recent
+    recent: Recent = request.app.state.web_recent
     versions = job_versions(jobs)
     now = datetime.now(UTC)
     selected = frozenset(job_id or [])
     shown = tuple((job.id, versions[job.id or 0], age(job.created_at, now)) for job in jobs)
+
+    def render_rows() -> str:
+        summaries = summarize_jobs(session, jobs, recent, versions)
+        context = {"jobs": summaries, "scope": scope, "selected": selected}
+        return render_text(request, "_job_rows.html", context)
+
     key = ("rows", status, scope, page, older, selected, shown)
-    html = recent.get(key)
-    if not isinstance(html, str):
-        context = {
-            "jobs": summarize_jobs(session, jobs, recent, versions),
-            "scope": scope,
-            "selected": selected,
-        }
-        html = render_text(request, "_job_rows.html", context)
-        recent.put(key, html, min((seconds_for(job) for job in jobs), default=RUNNING_SECONDS))
-    return HTMLResponse(html)
+    seconds = min((seconds_for(job) for job in jobs), default=RUNNING_SECONDS)
+    return HTMLResponse(recent.kept(key, str, seconds, render_rows))
 
 
 @router.post("/jobs/bulk", response_class=HTMLResponse)

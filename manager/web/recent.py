@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from manager.models import Job
 from shared.wire import JOB_FINISHED, JobStatus
@@ -24,19 +24,19 @@ RUNNING_SECONDS = 1.0
 QUIET_SECONDS = 60.0
 ENTRIES = 2000
 
-V = TypeVar("V")
+T = TypeVar("T")
 
 
-class Recent(Generic[V]):
+class Recent:
     """A small map whose values expire: at most ``size`` of them, the oldest dropped first."""
 
     def __init__(self, size: int = ENTRIES, clock: Callable[[], float] = time.monotonic) -> None:
         self._size = size
         self._clock = clock
-        self._entries: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, tuple[float, object]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> V | None:
+    def get(self, key: Hashable) -> object | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -47,12 +47,21 @@ class Recent(Generic[V]):
             self._entries.move_to_end(key)
             return entry[1]
 
-    def put(self, key: Hashable, value: V, seconds: float) -> None:
+    def put(self, key: Hashable, value: object, seconds: float) -> None:
         with self._lock:
             self._entries[key] = (self._clock() + seconds, value)
             self._entries.move_to_end(key)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
+
+    def kept(self, key: Hashable, kind: type[T], seconds: float, make: Callable[[], T]) -> T:
+        """The ``kind`` kept under ``key``; else ``make()``'s, kept for ``seconds``."""
+        value = self.get(key)
+        if isinstance(value, kind):
+            return value
+        made = make()
+        self.put(key, made, seconds)
+        return made
 
 
 JobVersion = tuple[Hashable, ...]

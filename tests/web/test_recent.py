@@ -107,7 +107,7 @@ def test_the_jobs_list_rows_are_rendered_once_for_everybody_polling_them(
 
 def test_recent_keeps_values_for_their_time_and_drops_the_oldest_beyond_its_size():
     clock = Clock()
-    recent: Recent[str] = Recent(size=2, clock=clock)
+    recent = Recent(size=2, clock=clock)
     recent.put("a", "A", 1.0)
     recent.put("b", "B", 5.0)
     assert recent.get("a") == "A"  # (and "a" is now the most recently used)
