@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    text,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -110,6 +120,12 @@ class Blob(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+RUNNABLE_JOBS_SQL = "status IN ('active', 'queued')"
+"""Jobs whose tasks runners can claim (``manager.states.JOB_RUNNABLE``), as the partial
+index ``ix_jobs_runnable`` names them; the claim's query repeats the term exactly, which is
+what lets SQLite use that index."""
+
+
 class Job(SQLModel, table=True):
     __tablename__ = "jobs"
 
@@ -132,6 +148,17 @@ class Job(SQLModel, table=True):
     updated_at: datetime = _created()
     started_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
+
+
+# The claim walks the running jobs best first and stops at the first one with a task for the
+# runner (``manager.scheduler.best_job_first_task``).
+Index(
+    "ix_jobs_runnable",
+    Job.__table__.c.priority.desc(),  # type: ignore[attr-defined]
+    Job.__table__.c.id,  # type: ignore[attr-defined]
+    sqlite_where=text(RUNNABLE_JOBS_SQL),
+    postgresql_where=text(RUNNABLE_JOBS_SQL),
+)
 
 
 class JobPin(SQLModel, table=True):

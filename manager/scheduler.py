@@ -16,12 +16,17 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
+    func,
+    literal_column,
     not_,
     or_,
     select,
     update,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.selectable import Alias
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import col
 
 from manager.db import is_sqlite
@@ -61,19 +66,26 @@ def _task_conditions(task: Any) -> list[Any]:
     ]
 
 
-def _job_conditions() -> list[Any]:
+def _job_runnable(job: Any) -> Any:
+    """``RUNNABLE_JOBS_SQL`` for ``job``, with the states as literals (see ``ix_jobs_runnable``)."""
+    return col(job.status).in_(
+        [literal_column(f"'{state}'") for state in sorted(s.value for s in JOB_RUNNABLE)]
+    )
+
+
+def _job_conditions(job: Any = Job) -> list[Any]:
     """What the task's job must be for the runner: running, its tag, pins, blocklist."""
     blocklisted = exists().where(
-        col(JobBlocklist.job_id) == col(Job.id),
+        col(JobBlocklist.job_id) == col(job.id),
         col(JobBlocklist.runner_id) == bindparam("runner_id"),
     )
-    pinned = exists().where(col(JobPin.job_id) == col(Job.id))
+    pinned = exists().where(col(JobPin.job_id) == col(job.id))
     pinned_here = exists().where(
-        col(JobPin.job_id) == col(Job.id), col(JobPin.runner_name) == bindparam("runner_name")
+        col(JobPin.job_id) == col(job.id), col(JobPin.runner_name) == bindparam("runner_name")
     )
     return [
-        col(Job.status).in_([s.value for s in JOB_RUNNABLE]),
-        or_(col(Job.tag).is_(None), col(Job.tag).in_(bindparam("tags", expanding=True))),
+        _job_runnable(job),
+        or_(col(job.tag).is_(None), col(job.tag).in_(bindparam("tags", expanding=True))),
         or_(not_(pinned), pinned_here),
         not_(blocklisted),
     ]
@@ -103,25 +115,80 @@ def runnable_tasks():  # type: ignore[no-untyped-def]
     )
 
 
+class IndexedBy(Alias):
+    """A table read through the index named: ``INDEXED BY`` on SQLite, an alias elsewhere.
+
+    SQLite's planner, knowing nothing of how many jobs are in each state, reads the running
+    jobs through ``ix_jobs_status`` and sorts them all, where walking ``ix_jobs_runnable``
+    in order would stop at the first that fits. PostgreSQL plans from its statistics.
+    """
+
+    inherit_cache = True
+    _traverse_internals = [*Alias._traverse_internals, ("index", InternalTraversal.dp_string)]
+    index: str
+
+    @classmethod
+    def of(cls, table: Any, name: str, index: str) -> IndexedBy:
+        alias = cls._construct(table, name=name)
+        alias.index = index
+        return alias
+
+
+@compiles(IndexedBy)
+def _plain_alias(element: IndexedBy, compiler: Any, **kw: Any) -> str:
+    return str(compiler.visit_alias(element, **kw))
+
+
+@compiles(IndexedBy, "sqlite")
+def _indexed_by(element: IndexedBy, compiler: Any, **kw: Any) -> str:
+    sql = str(compiler.visit_alias(element, **kw))
+    return f"{sql} INDEXED BY {element.index}" if kw.get("asfrom") else sql
+
+
+def _has_task_for_runner(job: Any) -> Any:
+    eligible = aliased(Task, name="eligible")
+    return (
+        exists()
+        .where(col(eligible.job_id) == col(job.id), *_task_conditions(eligible))
+        .correlate(job)
+    )
+
+
 def best_job_first_task():  # type: ignore[no-untyped-def]
     """The same first task as ``runnable_tasks``, found without looking at every task.
 
-    The best job is picked among the jobs (a farm has far fewer running jobs than queued
-    tasks), each checked for one task the runner may take through the tasks' index; then
-    that job's first such task. With 20,000 queued tasks this is what keeps a claim from
+    The running jobs are walked best first through ``ix_jobs_runnable`` (a farm has far fewer
+    running jobs than queued tasks), each checked for one task the runner may take through
+    the tasks' index, and the walk stops at the first job that has one; then that job's
+    first such task. The job the runner keeps a Blender session for (``warm_job_id``) goes
+    before it if it has a task for the runner and the same priority. When no task at all is
+    ready the walk does not start. With 20,000 queued tasks this is what keeps a claim from
     scanning and sorting all of them while it holds SQLite's write lock.
     """
-    eligible = aliased(Task, name="eligible")
-    best_job = (
-        select(col(Job.id))
-        .where(
-            *_job_conditions(),
-            exists()
-            .where(col(eligible.job_id) == col(Job.id), *_task_conditions(eligible))
-            .correlate(Job),
-        )
-        .order_by(*_job_order())
+    jobs = Job.__table__  # type: ignore[attr-defined]
+    runnable = aliased(Job, IndexedBy.of(jobs, "runnable_jobs", "ix_jobs_runnable"))
+    ready = aliased(Task, name="ready")
+    anything_ready = exists().where(
+        col(ready.status).in_([s.value for s in TASK_RUNNABLE]),
+        col(ready.pending_dependencies) == 0,
+    )
+    first = (
+        select(col(runnable.id), col(runnable.priority))
+        .where(anything_ready, *_job_conditions(runnable), _has_task_for_runner(runnable))
+        .order_by(col(runnable.priority).desc(), col(runnable.id))
         .limit(1)
+        .subquery("first_job")
+    )
+    warm = aliased(Job, name="warm_job")
+    warm_first = and_(
+        col(warm.id) == bindparam("warm_job_id", None, required=False),
+        col(warm.priority) == first.c.priority,
+        *_job_conditions(warm),
+        _has_task_for_runner(warm),
+    )
+    best_job = (
+        select(func.coalesce(col(warm.id), first.c.id))
+        .select_from(first.outerjoin(warm, warm_first))
         .correlate(None)
         .scalar_subquery()
     )
