@@ -250,18 +250,30 @@ def transaction(engine: Engine, *, write: bool = False) -> Iterator[FastConnecti
                 _begin(dbapi_connection, "BEGIN", engine.dialect)
         try:
             yield FastConnection(dbapi_connection, engine.dialect)
-        except BaseException:
-            dbapi_connection.rollback()
+        except BaseException as exc:
+            _roll_back(pooled, exc, engine.dialect)
             raise
         try:
             dbapi_connection.commit()
         except engine.dialect.loaded_dbapi.Error as exc:
-            dbapi_connection.rollback()
+            _roll_back(pooled, exc, engine.dialect)
             raise _wrapped(exc, "COMMIT", (), engine.dialect) from exc
     finally:
         if writer is not None:
             writer.release()
         pooled.close()
+
+
+def _roll_back(pooled: Any, exc: BaseException, dialect: Dialect) -> None:
+    """Roll back; a connection the error shows broken (the database restarted) is discarded."""
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(cause, dialect.loaded_dbapi.Error) and dialect.is_disconnect(cause, pooled, None):
+        pooled.invalidate(cause)
+        return
+    try:
+        pooled.dbapi_connection.rollback()
+    except dialect.loaded_dbapi.Error as broken:
+        pooled.invalidate(broken)
 
 
 def _begin(dbapi_connection: Any, sql: str, dialect: Dialect) -> None:

@@ -100,6 +100,15 @@ def _job_order() -> list[Any]:
     ]
 
 
+def _anything_ready() -> Any:
+    """Whether any task at all is ready: when none is (most wake-ups), no job is looked at."""
+    ready = aliased(Task, name="ready")
+    return exists().where(
+        col(ready.status).in_([s.value for s in TASK_RUNNABLE]),
+        col(ready.pending_dependencies) == 0,
+    )
+
+
 def runnable_tasks():  # type: ignore[no-untyped-def]
     """SELECT of runnable task ids for the runner in the bind parameters, best first.
 
@@ -110,7 +119,7 @@ def runnable_tasks():  # type: ignore[no-untyped-def]
     return (
         select(col(Task.id))
         .join(Job, col(Job.id) == col(Task.job_id))
-        .where(*_task_conditions(Task), *_job_conditions())
+        .where(_anything_ready(), *_task_conditions(Task), *_job_conditions())
         .order_by(*_job_order(), col(Task.task_order), col(Task.id))
     )
 
@@ -167,14 +176,9 @@ def best_job_first_task():  # type: ignore[no-untyped-def]
     """
     jobs = Job.__table__  # type: ignore[attr-defined]
     runnable = aliased(Job, IndexedBy.of(jobs, "runnable_jobs", "ix_jobs_runnable"))
-    ready = aliased(Task, name="ready")
-    anything_ready = exists().where(
-        col(ready.status).in_([s.value for s in TASK_RUNNABLE]),
-        col(ready.pending_dependencies) == 0,
-    )
     first = (
         select(col(runnable.id), col(runnable.priority))
-        .where(anything_ready, *_job_conditions(runnable), _has_task_for_runner(runnable))
+        .where(_anything_ready(), *_job_conditions(runnable), _has_task_for_runner(runnable))
         .order_by(col(runnable.priority).desc(), col(runnable.id))
         .limit(1)
         .subquery("first_job")
