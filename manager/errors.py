@@ -131,6 +131,15 @@ def os_error_response(exc: OSError) -> JSONResponse:
 
 
 def database_error_response(exc: OperationalError) -> JSONResponse:
+    if exc.connection_invalidated:
+        # The database dropped the connection (a restart); the pool has let it go.
+        log.warning("database connection lost: %s", exc.orig)
+        return error_response(
+            503,
+            "database_unreachable",
+            "the database connection was lost; retry shortly",
+            **{"Retry-After": "1"},
+        )
     if "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower():
         log.warning("database busy: %s", exc.orig)
         return error_response(

@@ -269,6 +269,8 @@ def _roll_back(pooled: Any, exc: BaseException, dialect: Dialect) -> None:
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
     if isinstance(cause, dialect.loaded_dbapi.Error) and dialect.is_disconnect(cause, pooled, None):
         pooled.invalidate(cause)
+        if isinstance(exc, DBAPIError):
+            exc.connection_invalidated = True  # (answered 503: see ``manager.errors``)
         return
     try:
         pooled.dbapi_connection.rollback()

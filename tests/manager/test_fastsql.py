@@ -15,6 +15,7 @@ from sqlmodel import Session, col
 
 from manager import db
 from manager.db import make_engine, migrate, session_scope
+from manager.errors import database_error_response
 from manager.fastsql import FastStatement, transaction
 from manager.models import Runner, UTCDateTime
 
@@ -174,7 +175,11 @@ def test_a_connection_that_breaks_in_use_fails_once_and_is_not_reused(
     # Used a moment ago, so not checked: the statement finds it broken.
     monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 3600.0)
     old = _end_the_backend(engine)
-    with pytest.raises(OperationalError), transaction(engine) as conn:
+    with pytest.raises(OperationalError) as raised, transaction(engine) as conn:
         conn.scalar(BACKEND)
+    # Answered 503 with Retry-After, for the client to retry.
+    assert raised.value.connection_invalidated
+    response = database_error_response(raised.value)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     with transaction(engine) as conn:
         assert conn.scalar(BACKEND) != old
