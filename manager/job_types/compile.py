@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import insert
+from sqlmodel import Session, col
 
 from manager.errors import InvalidInput
 from manager.job_types.authoring import AuthoredJob, JobTypeError, ordered_tasks
@@ -40,27 +41,38 @@ def author_tasks(
     return authored
 
 
-def store_tasks(session: Session, job: Job, authored: AuthoredJob) -> list[Task]:
+def store_tasks(session: Session, job: Job, authored: AuthoredJob) -> list[int]:
+    """Insert the job's tasks and their dependencies; return the tasks' ids, in order.
+
+    Two multi-row ``INSERT``s rather than ORM objects: building one SQLModel object costs
+    about 0.2 ms, which made a 10,000-task job take 4 s of the manager's CPU (and the
+    100,000-task cap 40 s), holding the interpreter the runners' requests need.
+    """
     assert job.id is not None
+    # Every column's default (status, counters, timestamps) as the model gives it.
+    defaults = Task(job_id=job.id, name="", type="", task_order=0).model_dump(exclude={"id"})
     rows = [
-        Task(
-            job_id=job.id,
-            name=task.name,
-            type=task.type,
-            task_order=order,
-            frames=task.frames,
-            capability=task.capability,
-            commands=[command.as_dict() for command in task.commands],
-        )
+        {
+            **defaults,
+            "name": task.name,
+            "type": task.type,
+            "task_order": order,
+            "frames": task.frames,
+            "capability": task.capability,
+            "commands": [command.as_dict() for command in task.commands],
+        }
         for order, task in enumerate(authored.tasks)
     ]
-    session.add_all(rows)
-    session.flush()
-    ids: dict[int, int] = {}
-    for task, row in zip(authored.tasks, rows, strict=True):
-        assert row.id is not None
-        ids[id(task)] = row.id
-    for task in authored.tasks:
-        for dependency in task.dependencies:
-            session.add(TaskDependency(task_id=ids[id(task)], depends_on_id=ids[id(dependency)]))
-    return rows
+    inserted = session.execute(
+        insert(Task).returning(col(Task.id), sort_by_parameter_order=True), rows
+    )
+    ids = [int(task_id) for task_id in inserted.scalars()]
+    row_of = {id(task): task_id for task, task_id in zip(authored.tasks, ids, strict=True)}
+    dependencies = [
+        {"task_id": row_of[id(task)], "depends_on_id": row_of[id(dependency)]}
+        for task in authored.tasks
+        for dependency in task.dependencies
+    ]
+    if dependencies:
+        session.execute(insert(TaskDependency), dependencies)
+    return ids
