@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from manager.states import JOB_RUNNABLE
 from shared.wire import JobStatus, TaskStatus
 
 
@@ -135,10 +136,10 @@ class Blob(SQLModel, table=True):
     created_at: datetime = _created()
 
 
-RUNNABLE_JOBS_SQL = "status IN ('active', 'queued')"
-"""Jobs whose tasks runners can claim (``manager.states.JOB_RUNNABLE``), as the partial
-index ``ix_jobs_runnable`` names them; the claim's query repeats the term exactly, which is
-what lets SQLite use that index."""
+RUNNABLE_JOB_STATES = tuple(sorted(state.value for state in JOB_RUNNABLE))
+RUNNABLE_JOBS_SQL = f"status IN ({', '.join(repr(state) for state in RUNNABLE_JOB_STATES)})"
+"""Jobs whose tasks runners can claim, as the partial index ``ix_jobs_runnable`` names them;
+the claim's query repeats the term exactly, which is what lets SQLite use that index."""
 
 
 class Job(SQLModel, table=True):

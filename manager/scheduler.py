@@ -32,6 +32,7 @@ from sqlmodel import col
 from manager.db import is_sqlite
 from manager.fastsql import FastStatement, may_wait, transaction
 from manager.models import (
+    RUNNABLE_JOB_STATES,
     Job,
     JobBlocklist,
     JobPin,
@@ -68,9 +69,7 @@ def _task_conditions(task: Any) -> list[Any]:
 
 def _job_runnable(job: Any) -> Any:
     """``RUNNABLE_JOBS_SQL`` for ``job``, with the states as literals (see ``ix_jobs_runnable``)."""
-    return col(job.status).in_(
-        [literal_column(f"'{state}'") for state in sorted(s.value for s in JOB_RUNNABLE)]
-    )
+    return col(job.status).in_([literal_column(repr(state)) for state in RUNNABLE_JOB_STATES])
 
 
 def _job_conditions(job: Any = Job) -> list[Any]:
