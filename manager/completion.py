@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from functools import cache
 
-from sqlalchemy import Engine, bindparam, exists, func, not_, select, update
+from sqlalchemy import Engine, bindparam, exists, not_, select, update
 from sqlmodel import col
 
 from manager.db import is_sqlite
@@ -103,8 +103,7 @@ def _completion_statements() -> tuple[FastStatement, ...]:
     )  # (its leases: the runner's heartbeats extend them)
     # Dependents whose last pending dependency this was (the count is kept by triggers).
     unblocked = (
-        select(func.count())
-        .select_from(TaskDependency)
+        select(col(TaskDependency.task_id))
         .join(Task, col(Task.id) == col(TaskDependency.task_id))
         .where(
             col(TaskDependency.depends_on_id) == bindparam("task"),
@@ -121,8 +120,8 @@ def finish_task(
     runner_id: int,
     key: ApiKey,
     task_id: int,
-) -> int:
-    """Complete the runner's task; returns how many tasks that made runnable.
+) -> list[int]:
+    """Complete the runner's task; returns the tasks that made runnable.
 
     Checked by a read first (for a clear error), then written by a few statements whose own
     conditions repeat the checks, so the write transaction holds SQLite's lock briefly.
@@ -161,4 +160,4 @@ def finish_task(
         if conn.rowcount(settle, params):
             log.info("job %s completed", job_id)
         conn.rowcount(idle, params)
-        return int(conn.scalar(unblocked, params))
+        return [task for (task,) in conn.all(unblocked, params)]

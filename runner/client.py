@@ -75,14 +75,20 @@ class ManagerClient:
         result: dict[str, Any] = self._request("POST", self._runner_url("/heartbeat")).json()
         return result
 
-    def claim(self, wait: float, warm_job_id: int | None = None) -> dict[str, Any] | None:
+    def claim(
+        self, wait: float, warm_job_id: int | None = None, *, completed: int | None = None
+    ) -> dict[str, Any] | None:
         """Long-poll for a task; None when the wait ended with nothing to do.
 
         ``warm_job_id``: the job this slot keeps a Blender session for, preferred by the
-        manager among jobs of equal priority."""
+        manager among jobs of equal priority. ``completed``: a task to complete first, in the
+        same request (an error about it comes as ``complete`` would raise it, and then
+        nothing was claimed)."""
         params: dict[str, Any] = {"wait": wait}
         if warm_job_id is not None:
             params["warm_job"] = warm_job_id
+        if completed is not None:
+            params["completed"] = completed
         response = self._request(
             "POST",
             self._runner_url("/claim"),

@@ -155,45 +155,66 @@ class Runner:
             self._done += 1
             return True
 
+    def _may_take_more(self, max_tasks: int | None) -> bool:
+        with self._done_lock:
+            return not self.stop.finish.is_set() and (max_tasks is None or self._done < max_tasks)
+
     def _slot_loop(self, slot: int, max_tasks: int | None) -> None:
         failures = 0
-        while not self.stop.finish.is_set():
-            # Tell the manager how the last task ended before asking for more.
-            if not self.reports.wait_settled(stop=self.stop.finish):
-                break
-            if not self._take_turn(max_tasks):
-                break
-            self.board.set_state("idle")
-            try:
-                task = self._claim_until_stopped(slot)
-                failures = 0
-            except ManagerRejected as exc:
-                with self._done_lock:
-                    self._done -= 1
-                if exc.code != "runner_not_found":
-                    # A revoked key or the like: nothing a retry would change.
-                    self.fatal = exc
-                    self.stop.request()
+        handed: Future[dict[str, Any] | None] | None = None
+        """The next task, asked for with the last one's completion."""
+        try:
+            while not self.stop.finish.is_set():
+                # Tell the manager how the last task ended before asking for more.
+                if (
+                    not self.reports.wait_settled(stop=self.stop.finish)
+                    or self.stop.finish.is_set()
+                ):
                     break
+                task = handed.result() if handed is not None and handed.done() else None
+                handed = None
+                if not self._take_turn(max_tasks):
+                    if task is not None:
+                        self._release_late_claim(_answered(task))
+                    break
+                if task is None:
+                    task, failures = self._claim_in_turn(slot, failures)
+                if task is not None:
+                    self.board.set_state("rendering")
+                    more = self._may_take_more(max_tasks)
+                    handed = self.execute(task, slot=slot, claim_next=more)
+        finally:
+            if handed is not None:  # a task handed over as this slot stopped goes back
+                handed.add_done_callback(self._release_late_claim)
+
+    def _claim_in_turn(self, slot: int, failures: int) -> tuple[dict[str, Any] | None, int]:
+        """This turn's task by a long poll, or None (the turn is given back); the failures
+        in a row so far."""
+        self.board.set_state("idle")
+        try:
+            task = self._claim_until_stopped(slot)
+            failures = 0
+        except ManagerRejected as exc:
+            task = None
+            if exc.code != "runner_not_found":
+                # A revoked key or the like: nothing a retry would change.
+                self.fatal = exc
+                self.stop.request()
+            else:
                 log.warning("the manager forgot this runner (%s); registering again", exc)
                 with self._register_lock:
                     self.register()
-                continue
-            except ManagerUnreachable as exc:
-                with self._done_lock:
-                    self._done -= 1
-                delay = backoff_delay(failures)
-                failures += 1
-                self.board.set_reports(self.reports.pending(), False)
-                log.warning("%s; retrying in %.1f s", exc, delay)
-                self.stop.finish.wait(delay)
-                continue
-            if task is None:
-                with self._done_lock:
-                    self._done -= 1
-                continue
-            self.board.set_state("rendering")
-            self.execute(task, slot=slot)
+        except ManagerUnreachable as exc:
+            task = None
+            delay = backoff_delay(failures)
+            failures += 1
+            self.board.set_reports(self.reports.pending(), False)
+            log.warning("%s; retrying in %.1f s", exc, delay)
+            self.stop.finish.wait(delay)
+        if task is None:
+            with self._done_lock:
+                self._done -= 1
+        return task, failures
 
     def _session_pool(self, slot: int) -> SessionPool | None:
         return self.sessions[slot] if self.sessions else None
@@ -289,8 +310,13 @@ class Runner:
 
     # -- one task -------------------------------------------------------------------------
 
-    def execute(self, task: dict[str, Any], *, slot: int = 0) -> None:
+    def execute(
+        self, task: dict[str, Any], *, slot: int = 0, claim_next: bool = False
+    ) -> Future[dict[str, Any] | None] | None:
+        """Run the task and queue how it ended. With ``claim_next``, a completion asks for the
+        next task as it goes: the answer, when the task completed."""
         task_id = int(task["id"])
+        handed: Future[dict[str, Any] | None] | None = None
         job = task["job"]
         log.info("task %s (%s) of job %s: %s", task_id, task["name"], job["id"], job["name"])
         self.board.task_started(slot, task)
@@ -325,7 +351,12 @@ class Runner:
                 if progress.stopped:
                     raise TaskStopped(progress.stop_reason or "the manager asked to stop this task")
             progress.send(activity="done")  # the last output lines go with it
-            self.reports.put("complete", task_id)
+            if claim_next:
+                pool = self._session_pool(slot)
+                warm_job_id = pool.warm_job_id if pool is not None else None
+                handed = self.reports.complete_then_claim(task_id, warm_job_id)
+            else:
+                self.reports.put("complete", task_id)
             log.info("task %s completed", task_id)
         except (TaskStopped, TaskAborted) as exc:
             result, reason = "released", str(exc)
@@ -353,3 +384,10 @@ class Runner:
             if pool is not None:
                 pool.task_ended()
             self.workspace.enforce_limit()
+        return handed
+
+
+def _answered(task: dict[str, Any]) -> Future[dict[str, Any] | None]:
+    done: Future[dict[str, Any] | None] = Future()
+    done.set_result(task)
+    return done

@@ -16,6 +16,7 @@ import random
 import shutil
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ class ReportQueue:
         self.on_state = on_state
         self.reachable = True
         self._replies: dict[int, ProgressReply] = {}
+        self._claims: dict[int, tuple[Future[dict[str, Any] | None], int | None]] = {}
+        """Completions that ask for the next task as they go: the answer, the warm job."""
         self._cond = threading.Condition()
         self._closed = False
         self._seq = max((int(p.stem) for p in self._items()), default=0)
@@ -97,6 +100,24 @@ class ReportQueue:
             self._endings += kind in TASK_ENDINGS
             self._cond.notify_all()
         self._tell_state()
+
+    def complete_then_claim(
+        self, task_id: int, warm_job_id: int | None
+    ) -> Future[dict[str, Any] | None]:
+        """Queue the task's completion, to be sent with a claim for the next task.
+
+        The answer is the task the manager handed over with it, or None: nothing was
+        runnable, or the first try did not get through. A try again only completes: the
+        first may have claimed a task whose answer was lost, and a claim on every try
+        could pile up more (such a task stays with this runner until the farm's
+        ``task-timeout`` hands it on, or the runner starts again, as with a long poll whose
+        answer is lost). A completion left from an earlier run goes alone.
+        """
+        claimed: Future[dict[str, Any] | None] = Future()
+        with self._cond:
+            self._claims[task_id] = (claimed, warm_job_id)
+        self.put("complete", task_id)
+        return claimed
 
     def put_upload(self, task_id: int, path: Path, *, name: str, frame: int | None) -> None:
         """Queue an output file; a hard link (or copy) keeps it after the task folder goes."""
@@ -203,7 +224,17 @@ class ReportQueue:
                 self.client.upload_output(task_id, kept, name=item["name"], frame=item["frame"])
                 kept.unlink(missing_ok=True)
             elif kind == "complete":
-                self.client.complete(task_id)
+                with self._cond:
+                    then = self._claims.pop(task_id, None)
+                if then is None:
+                    self.client.complete(task_id)
+                else:
+                    claimed, warm_job_id = then
+                    try:
+                        claimed.set_result(self.client.claim(0, warm_job_id, completed=task_id))
+                    finally:
+                        if not claimed.done():
+                            claimed.set_result(None)
             elif kind == "fail":
                 self.client.fail(task_id, item["reason"])
             elif kind == "release":

@@ -136,13 +136,16 @@ async def claim(
     request: Request,
     wait: float = 30.0,
     warm_job: RowId | None = None,
+    completed: RowId | None = None,
 ) -> ClaimedTask | Response:
     """Long poll: answer with a task as soon as one is runnable, or 204 after ``wait`` s.
 
     ``warm_job``: the job the runner keeps a Blender session for; among equal priorities
-    its tasks go first."""
+    its tasks go first. ``completed``: a task of this runner's to complete first, as
+    ``…/tasks/{completed}/complete`` does (with its errors, and then no claim): a runner
+    that finished a task asks for the next in the same request."""
     task = await long_poll_claim(
-        request.app.state, runner_id, key, wait, warm_job, request.is_disconnected
+        request.app.state, runner_id, key, wait, warm_job, request.is_disconnected, completed
     )
     return task if task is not None else Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -154,10 +157,19 @@ async def long_poll_claim(
     wait: float,
     warm_job: int | None,
     disconnected: Callable[[], Awaitable[bool]],
+    completed: int | None = None,
 ) -> ClaimedTask | None:
-    """The claim's long poll (shared with ``manager.fast_lane``): a task, or None."""
+    """The claim's long poll (shared with ``manager.fast_lane``): a task, or None.
+
+    With ``completed``, that task is completed first, and the runners woken for what it
+    unblocked are those it takes besides this one: in a chain of tasks the runner that
+    finished one takes the next itself, and no other runner is sent to look in vain.
+    """
     signal: WorkSignal = state.work_signal
     deadline = time.monotonic() + max(0.0, min(wait, MAX_CLAIM_WAIT))
+    unblocked: list[int] = []
+    if completed is not None:
+        unblocked = await _finish(state, runner_id, key, completed)
     runner: ClaimingRunner | None = None
     woken_with: int | None = None
     while True:
@@ -173,6 +185,9 @@ async def long_poll_claim(
                 woken_with is not None,
                 warm_job,
             )
+        if unblocked:  # (on the first attempt only)
+            signal.notify(len(unblocked) - (task is not None and task.id in unblocked))
+            unblocked = []
         if task is not None:
             signal.discard(ticket)
             if await disconnected():  # (it would sit on a runner that is gone until timeout)
@@ -302,11 +317,17 @@ async def complete(
 
 async def complete_task(state: State, runner_id: int, key: ApiKey, task_id: int) -> None:
     """Complete the task and wake runners for what it unblocked (shared with the fast lane)."""
+    unblocked = await _finish(state, runner_id, key, task_id)
+    state.work_signal.notify(len(unblocked))
+
+
+async def _finish(state: State, runner_id: int, key: ApiKey, task_id: int) -> list[int]:
+    """Complete the runner's task; the tasks that made runnable."""
     unblocked = await state.hot_lane.run(
         finish_task, state.engine, state.write_engine, runner_id, key, task_id
     )
     state.metrics.tasks_completed.inc()
-    state.work_signal.notify(unblocked)
+    return unblocked
 
 
 @router.post("/{runner_id}/tasks/{task_id}/fail", status_code=204)

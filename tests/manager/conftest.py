@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 
 from manager.apikeys import create_api_key
 from manager.app import create_app
 from manager.db import make_engine, migrate, session_scope
+from manager.fast_lane import RunnerFastLane
 from manager.settings import ManagerSettings
 from manager.users import create_user
 from shared.wire import ApiKeyScope
@@ -63,3 +66,32 @@ def farm(manager_settings: ManagerSettings) -> Iterator[Farm]:
             other_user_key=keys["other"],
             runner_key=keys["runner"],
         )
+
+
+class Spy:
+    """Counts the requests the fast lane hands on to FastAPI."""
+
+    def __init__(self, lane: RunnerFastLane) -> None:
+        self.inner, self.paths = lane.app, list[str]()
+        lane.app = self
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.paths.append(scope["path"])
+        await self.inner(scope, receive, send)
+
+
+def fast_lane_of(farm: Farm) -> Any:
+    lane: Any = farm.client.app
+    lane = lane.middleware_stack
+    while not isinstance(lane, RunnerFastLane):
+        lane = lane.app
+    return lane
+
+
+@pytest.fixture
+def spy(farm: Farm) -> Iterator[Spy]:
+    farm.client.get("/healthz")  # (the middleware stack is built on the first request)
+    layer = fast_lane_of(farm)
+    watcher = Spy(layer)
+    yield watcher
+    layer.app = watcher.inner

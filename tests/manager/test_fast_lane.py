@@ -4,7 +4,6 @@ same answers as the FastAPI routes behind it, and leaves every other request to 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -12,26 +11,12 @@ from typing import Any
 
 import pytest
 from sqlmodel import col, select, update
-from starlette.types import Receive, Scope, Send
 
 from manager.db import session_scope
-from manager.fast_lane import RunnerFastLane
 from manager.models import Runner, Task, utcnow
-from tests.manager.conftest import Farm
+from tests.manager.conftest import Farm, Spy, fast_lane_of
 from tests.manager.test_jobs_api import submit
 from tests.manager.test_runner_api import register, upload
-
-
-class Spy:
-    """Counts the requests the fast lane hands on to FastAPI."""
-
-    def __init__(self, lane: RunnerFastLane) -> None:
-        self.inner, self.paths = lane.app, list[str]()
-        lane.app = self
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.paths.append(scope["path"])
-        await self.inner(scope, receive, send)
 
 
 def _claim_scope(farm: Farm, runner_id: int) -> dict[str, Any]:
@@ -44,23 +29,6 @@ def _claim_scope(farm: Farm, runner_id: int) -> dict[str, Any]:
         "headers": [(b"authorization", f"Bearer {farm.runner_key}".encode())],
         "app": app,
     }
-
-
-def _lane(farm: Farm) -> Any:
-    lane: Any = farm.client.app
-    lane = lane.middleware_stack
-    while not isinstance(lane, RunnerFastLane):
-        lane = lane.app
-    return lane
-
-
-@pytest.fixture
-def spy(farm: Farm) -> Iterator[Spy]:
-    farm.client.get("/healthz")  # (the middleware stack is built on the first request)
-    layer = _lane(farm)
-    watcher = Spy(layer)
-    yield watcher
-    layer.app = watcher.inner
 
 
 def both(farm: Farm, path: str, key: str, **options: Any) -> tuple[Any, Any]:
@@ -180,7 +148,7 @@ def test_a_runner_that_hangs_up_leaves_the_long_poll(farm: Farm, spy: Spy) -> No
             sent.append(message)
 
         started = time.monotonic()
-        await _lane(farm)(_claim_scope(farm, runner_id), receive, send)
+        await fast_lane_of(farm)(_claim_scope(farm, runner_id), receive, send)
         return time.monotonic() - started
 
     portal: Any = farm.client.portal
@@ -297,7 +265,7 @@ def test_a_task_claimed_for_a_runner_that_hung_up_goes_back_at_once(
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        await _lane(farm)(_claim_scope(farm, gone), receive, send)
+        await fast_lane_of(farm)(_claim_scope(farm, gone), receive, send)
 
     portal: Any = farm.client.portal
     portal.call(claim_and_hang_up)
@@ -336,7 +304,7 @@ def test_a_runner_that_hung_up_while_waiting_passes_its_wake_up_on(
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        await _lane(farm)(_claim_scope(farm, gone), receive, send)
+        await fast_lane_of(farm)(_claim_scope(farm, gone), receive, send)
         return sent
 
     waiting = portal.start_task_soon(wait_then_hang_up)
