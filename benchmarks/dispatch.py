@@ -123,15 +123,16 @@ async def simulate(url: str, key: str, runners: int, total: int, work_s: float) 
             first_claim = first_claim or now
             last_claim = now
             await asyncio.sleep(work_s)
-            # The successor becomes runnable inside this request: timed from sending it.
-            sent = time.perf_counter()
+            # The successor becomes runnable inside this request: timed from sending it
+            # (noted first: another runner's claim may take it before this one is answered).
+            ready_at[(job_id, step + 1)] = time.perf_counter()
             finish = await post(client, claim, params={"wait": 0, "completed": task["id"]})
             if finish.status_code == 409:  # requeued: the runner was silent too long
                 problems["tasks taken back (runner silent past the timeout)"] += 1
+                ready_at.pop((job_id, step + 1), None)
                 continue
             if finish.status_code not in (200, 204):
                 raise RuntimeError(f"completing task {task['id']}: {finish.text}")
-            ready_at.setdefault((job_id, step + 1), sent)
             handed = finish
             if claimed >= total:
                 done.set()

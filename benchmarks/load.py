@@ -4,7 +4,8 @@
 
 One real manager (uvicorn, one process) on SQLite, or on the database ``--db`` names. Every
 simulated runner registers, heartbeats every 5 s, long-polls for a task, reports progress
-once, "works" for ``--work-ms`` (2 s: a short frame) and completes it; every viewer behaves
+once, "works" for ``--work-ms`` (2 s: a short frame) and completes it, asking for the next
+task in the same request as the runner does; every viewer behaves
 like a browser on the web page: it opens the jobs list or a job's page, then polls that page's
 live part every 1.5 s as the page's script does, and opens another job every 30 s. Prints, per
 kind of request, how many were made, p50 / p99 / max latency and errors. A claim's time
@@ -150,13 +151,14 @@ async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key
             return
         runner_id = reply.json()["id"]
         beating = asyncio.create_task(heartbeat(runners, runner_id))
+        claim_path = f"/api/runner/{runner_id}/claim"
+        handed = None
         while time.monotonic() < deadline:
             wait = max(0.0, min(5.0, deadline - time.monotonic()))
-            claim = await record.call(
-                "claim (long poll)",
-                runners.post(f"/api/runner/{runner_id}/claim", params={"wait": wait}),
-                (200, 204),
+            claim = handed or await record.call(
+                "claim (long poll)", runners.post(claim_path, params={"wait": wait}), (200, 204)
             )
+            handed = None
             if claim is None or claim.status_code == 204:
                 continue
             task = claim.json()
@@ -164,7 +166,12 @@ async def simulate(args: argparse.Namespace, url: str, runner_key: str, user_key
             body = {"frames_done": 0, "activity": "working", "log": ["started"]}
             await record.call("progress", runners.post(f"{base}/progress", json=body), (200,))
             await asyncio.sleep(args.work_ms / 1000)
-            await record.call("complete", runners.post(f"{base}/complete"), (204,))
+            # As the runner does: the completion asks for the next task in the same request.
+            handed = await record.call(
+                "complete + claim next",
+                runners.post(claim_path, params={"wait": 0, "completed": task["id"]}),
+                (200, 204),
+            )
         await beating
 
     async def viewer(index: int) -> None:
