@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 @cache
-def _completion_check() -> FastStatement:
+def completion_check() -> FastStatement:
     """The runner, and the task with its job's status: what completing it must check."""
     return FastStatement(
         select(
@@ -127,7 +127,7 @@ def finish_task(
     conditions repeat the checks, so the write transaction holds SQLite's lock briefly.
     """
     with transaction(engine) as conn:
-        row = conn.first(_completion_check(), {"runner": runner_id, "task": task_id})
+        row = conn.first(completion_check(), {"runner": runner_id, "task": task_id})
         check_runner(runner_id, row is not None, row[0] if row else None, key)
         assert row is not None
         _, runner_name, task_runner_id, task_status, type_, name, frames, job_id, job_status = row

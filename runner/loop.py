@@ -350,7 +350,7 @@ class Runner:
                     raise TaskAborted("the runner is shutting down")
                 if progress.stopped:
                     raise TaskStopped(progress.stop_reason or "the manager asked to stop this task")
-            progress.send(activity="done")  # the last output lines go with it
+            progress.flush()  # the last output lines, before the completion
             if claim_next:
                 pool = self._session_pool(slot)
                 warm_job_id = pool.warm_job_id if pool is not None else None

@@ -42,6 +42,13 @@ class TaskProgress:
             self.frames_done += 1
         self.send(activity=activity)
 
+    def flush(self) -> None:
+        """Send the output lines not sent yet, if there are any (a task's last report)."""
+        with self._lock:
+            pending = bool(self.lines)
+        if pending:
+            self.send(activity="done")
+
     def send(self, *, activity: str | None = None) -> None:
         """Queue a report (from the output reader or the watcher thread)."""
         with self._lock:

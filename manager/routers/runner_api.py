@@ -39,6 +39,7 @@ from manager.models import (
     Task,
     utcnow,
 )
+from manager.outputs import job_of_active_task, record_output
 from manager.scheduler import ClaimingRunner
 from manager.schemas import (
     ClaimedTask,
@@ -257,18 +258,18 @@ async def upload_output(
     name: str,
     request: Request,
     key: RunnerKeyDep,
-    session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
     x_checksum_sha256: Annotated[str, Header(description="SHA-256 of the body, hex")],
     x_frame: Annotated[int | None, Header()] = None,
 ) -> dict[str, str | int]:
     """Stream one output file (an EXR frame) into storage, verified against its hash."""
-    job = await run_in_threadpool(_job_of_active_task, session, runner_id, key, task_id)
+    state = request.app.state
     clean = safe_relative_path(name)
     expected = x_checksum_sha256.lower()
     if not is_sha256(expected):
         raise InvalidInput("X-Checksum-SHA256 must be a hex SHA-256", code="invalid_checksum")
+    job_id = await state.hot_lane.run(job_of_active_task, state.engine, runner_id, key, task_id)
     with storage.temp_file() as (temp, temp_path):
         sha256, size = await storage.stream_to_temp(
             request.stream(), temp, max_bytes=settings.max_upload_bytes
@@ -278,32 +279,11 @@ async def upload_output(
                 f"upload of {clean!r} arrived damaged (SHA-256 mismatch); send it again",
                 code="checksum_mismatch",
             )
-        assert job.id is not None
-        storage.commit_output(temp_path, job.id, clean)
-    await run_in_threadpool(_record_output, session, job.id, task_id, clean, x_frame, size, sha256)
+        await run_in_threadpool(storage.commit_output, temp_path, job_id, clean)
+    await state.hot_lane.run(
+        record_output, state.write_engine, job_id, task_id, clean, x_frame, size, sha256
+    )
     return {"name": clean, "size": size, "sha256": sha256}
-
-
-def _job_of_active_task(session: Session, runner_id: int, key: ApiKey, task_id: int) -> Job:
-    """Check the runner may upload for the task; the transaction ends before the upload."""
-    runner = runner_for(session, runner_id, key)
-    _, job = active_task(session, runner, task_id)
-    session.commit()
-    return job
-
-
-def _record_output(
-    session: Session, job_id: int, task_id: int, name: str, frame: int | None, size: int, sha: str
-) -> None:
-    output = session.exec(
-        select(Output).where(Output.job_id == job_id, Output.name == name)
-    ).first()
-    if output is None:
-        output = Output(job_id=job_id, name=name, size=size, sha256=sha)
-    output.task_id, output.frame, output.size, output.sha256 = task_id, frame, size, sha
-    output.created_at = utcnow()
-    session.add(output)
-    session.commit()
 
 
 @router.post("/{runner_id}/tasks/{task_id}/complete", status_code=204)

@@ -111,6 +111,38 @@ def test_a_job_runs_to_completion_through_the_runner_api(farm: Farm, scene_bpy: 
     assert frame2.content == b"frame two"
 
 
+def test_an_output_uploaded_again_replaces_the_first(farm: Farm, scene_bpy: Path):
+    submit(farm, scene_bpy, frames="1")
+    first_runner = register(farm)
+    task = claim(farm, first_runner).json()
+    assert upload(farm, first_runner, task["id"], 1, b"first try").status_code == 201
+    assert upload(farm, first_runner, task["id"], 1, b"second try!").status_code == 201
+    released = farm.client.post(
+        f"/api/runner/{first_runner}/tasks/{task['id']}/release",
+        headers=farm.auth(farm.runner_key),
+        json={"reason": "shutting down"},
+    )
+    assert released.status_code == 204
+    second_runner = register(farm, "node-2")
+    again = claim(farm, second_runner).json()
+    assert again["id"] == task["id"]
+    assert upload(farm, second_runner, task["id"], 1, b"the next attempt").status_code == 201
+    outputs = farm.client.get(
+        f"/api/jobs/{task['job']['id']}/outputs", headers=farm.auth(farm.user_key)
+    ).json()
+    assert [(o["name"], o["size"], o["frame"]) for o in outputs["outputs"]] == [
+        ("frame_000001.exr", len(b"the next attempt"), 1)
+    ]
+    assert outputs["outputs"][0]["sha256"] == hashlib.sha256(b"the next attempt").hexdigest()
+    stored = farm.client.get(outputs["outputs"][0]["url"], headers=farm.auth(farm.user_key))
+    assert stored.content == b"the next attempt"
+    done = farm.client.post(
+        f"/api/runner/{second_runner}/tasks/{task['id']}/complete",
+        headers=farm.auth(farm.runner_key),
+    )
+    assert done.status_code == 204, done.text
+
+
 def test_damaged_upload_is_refused_and_not_stored(farm: Farm, scene_bpy: Path):
     submit(farm, scene_bpy, frames="1")
     runner_id = register(farm)

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from runner.client import ManagerClient
+from runner.progress import TaskProgress
 from runner.reports import ReportQueue
 
 
@@ -100,3 +101,16 @@ def test_reports_left_by_a_stopped_runner_are_sent_by_the_next(tmp_path: Path) -
     finally:
         second.close()
     assert manager.received == [("POST", "/api/runner/3/tasks/5/fail")]
+
+
+def test_a_tasks_last_progress_report_goes_only_with_lines_to_send(tmp_path: Path) -> None:
+    queue = make_queue(tmp_path / "reports", FlakyManager())  # (not started: reports stay)
+    progress = TaskProgress(queue, 5, stop=threading.Event())
+    progress.frame_finished("frame 1 saved")
+    progress.flush()  # nothing since the frame's report
+    assert queue.pending() == 1
+    progress.log_line("Blender quit")
+    progress.flush()
+    assert queue.pending() == 2
+    last = json.loads(sorted((tmp_path / "reports").glob("*.json"))[-1].read_text())
+    assert (last["kind"], last["activity"], last["log"]) == ("progress", "done", ["Blender quit"])
