@@ -24,6 +24,7 @@ class TaskProgress:
         self.stopped = False
         self.stop_reason: str | None = None
         self.last_sent = time.monotonic()
+        self._unsent_activity: str | None = None
         self._lock = threading.Lock()
         reports.on_progress_reply(task_id, self._on_reply)
 
@@ -37,23 +38,30 @@ class TaskProgress:
         if due:
             self.send()
 
-    def frame_finished(self, activity: str) -> None:
+    def frame_finished(self, activity: str, *, report: bool = True) -> None:
+        """Count a frame; ``report=False`` leaves it to the next report (a task's last frame:
+        its completion follows at once)."""
         with self._lock:
             self.frames_done += 1
-        self.send(activity=activity)
+            self._unsent_activity = activity
+        if report:
+            self.send(activity=activity)
 
     def flush(self) -> None:
-        """Send the output lines not sent yet, if there are any (a task's last report)."""
+        """Send what no report has carried yet (output lines, a frame), if anything: a task's
+        last report before its completion."""
         with self._lock:
-            pending = bool(self.lines)
+            activity = self._unsent_activity
+            pending = bool(self.lines) or activity is not None
         if pending:
-            self.send(activity="done")
+            self.send(activity=activity or "done")
 
     def send(self, *, activity: str | None = None) -> None:
         """Queue a report (from the output reader or the watcher thread)."""
         with self._lock:
             lines, self.lines = self.lines, []
             self.last_sent = time.monotonic()
+            self._unsent_activity = None
             fields: dict[str, Any] = {"frames_done": self.frames_done, "log": lines}
             if activity is not None:
                 fields["activity"] = activity[:500]

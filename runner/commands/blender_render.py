@@ -51,7 +51,9 @@ def blender_render(ctx: TaskContext, parameters: dict[str, Any]) -> None:
         elif event.name == "frame_finished":
             seconds = float(event.data.get("seconds", 0.0))
             log.info("task %s: frame %s rendered in %.2f s", ctx.task_id, event.frame, seconds)
-            ctx.progress.frame_finished(f"rendered frame {event.frame}")
+            # (the task's last frame is told with the task's last report)
+            last = event.frame == frames[-1]
+            ctx.progress.frame_finished(f"rendered frame {event.frame}", report=not last)
         elif event.name == "error":
             log.error("Blender: %s", event.data.get("message"))
 
@@ -63,4 +65,3 @@ def blender_render(ctx: TaskContext, parameters: dict[str, Any]) -> None:
     if ctx.stop.is_set():
         return  # the task loop reports why it stopped
     check_render(result, frames)
-    ctx.progress.send(activity="all frames uploaded")

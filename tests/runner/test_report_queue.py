@@ -103,7 +103,7 @@ def test_reports_left_by_a_stopped_runner_are_sent_by_the_next(tmp_path: Path) -
     assert manager.received == [("POST", "/api/runner/3/tasks/5/fail")]
 
 
-def test_a_tasks_last_progress_report_goes_only_with_lines_to_send(tmp_path: Path) -> None:
+def test_a_tasks_last_progress_report_goes_only_with_something_to_tell(tmp_path: Path) -> None:
     queue = make_queue(tmp_path / "reports", FlakyManager())  # (not started: reports stay)
     progress = TaskProgress(queue, 5, stop=threading.Event())
     progress.frame_finished("frame 1 saved")
@@ -114,3 +114,11 @@ def test_a_tasks_last_progress_report_goes_only_with_lines_to_send(tmp_path: Pat
     assert queue.pending() == 2
     last = json.loads(sorted((tmp_path / "reports").glob("*.json"))[-1].read_text())
     assert (last["kind"], last["activity"], last["log"]) == ("progress", "done", ["Blender quit"])
+    progress.frame_finished("frame 2 saved", report=False)  # a task's last frame
+    assert queue.pending() == 2
+    progress.flush()  # goes with the last report
+    assert queue.pending() == 3
+    last = json.loads(sorted((tmp_path / "reports").glob("*.json"))[-1].read_text())
+    assert (last["activity"], last["frames_done"], last["log"]) == ("frame 2 saved", 2, [])
+    progress.flush()
+    assert queue.pending() == 3
