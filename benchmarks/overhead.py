@@ -2,8 +2,9 @@
 
     python -m benchmarks.overhead [--sizes tiny,1s,5s] [--backends bpy,executable] [--threads 2]
 
-For each frame cost (about 0.05 s, 1 s and 5 s a frame on 2 threads here) and each Blender
-backend, renders the same N frames of the same scene: bare (``blender -b scene -a``, or a
+For each frame cost (about 0.05 s, 1 s and 5 s a frame on 2 threads: the samples of the
+last two are scaled to that by rendering one frame first, ``--no-calibrate`` keeps them as
+listed) and each Blender backend, renders the same N frames of the same scene: bare (``blender -b scene -a``, or a
 Python with ``bpy`` running ``render(animation=True)``), and through the farm (a real
 manager and one runner on this machine, the farm's default of one frame per task, timed from
 the job's submission to its completion with every EXR uploaded), with persistent sessions
@@ -22,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +33,13 @@ from rich.table import Table
 from benchmarks.common import Manager, running_manager
 from blender_scripts import SCRIPTS_DIR
 from framefarm.submit import make_client, submit_blend
-from runner.blender import BlenderBackend, blender_env, build_script_argv, detect_backend
+from runner.blender import (
+    BlenderBackend,
+    blender_env,
+    build_script_argv,
+    detect_backend,
+    parse_event_line,
+)
 
 
 @dataclass(frozen=True)
@@ -41,13 +48,16 @@ class FrameCost:
     size: int  # square resolution
     samples: int
     frames: int
+    seconds: float | None = None
+    """The frame time aimed at: samples are scaled to it on this machine (None: as given)."""
 
 
-# Calibrated on this machine's make_scene.py scene, 2 threads (see benchmarks/README.md).
+# The samples are a starting point: the machine's speed differs between days by 2-3 times,
+# so for "1s" and "5s" a frame is rendered first and the samples scaled to the frame time.
 FRAME_COSTS = {
     "tiny": FrameCost("tiny", 64, 1, 20),
-    "1s": FrameCost("1s", 128, 75, 8),
-    "5s": FrameCost("5s", 256, 100, 4),
+    "1s": FrameCost("1s", 128, 75, 8, seconds=1.0),
+    "5s": FrameCost("5s", 256, 100, 4, seconds=5.0),
 }
 BARE_BPY = """
 import bpy, sys
@@ -65,6 +75,29 @@ def make_scene(backend: BlenderBackend, path: Path, cost: FrameCost, home: Path)
     argv = build_script_argv(backend, SCRIPTS_DIR / "make_scene.py", args)
     subprocess.run(argv, env=blender_env(home), capture_output=True, check=True, timeout=300)
     return path
+
+
+def frame_seconds(
+    backend: BlenderBackend, scene: Path, out: Path, threads: int, home: Path
+) -> float:
+    """How long Blender takes for frame 1 of ``scene``, by render.py's own timing."""
+    args = ["--output-dir", str(out), "--frames", "1", "--threads", str(threads)]
+    argv = build_script_argv(backend, SCRIPTS_DIR / "render.py", args, blend_file=scene)
+    done = subprocess.run(argv, env=blender_env(home), capture_output=True, text=True, check=True)
+    events = (parse_event_line(line) for line in done.stdout.splitlines())
+    return next(float(e.data["seconds"]) for e in events if e and e.name == "frame_finished")
+
+
+def calibrated(
+    backend: BlenderBackend, cost: FrameCost, root: Path, threads: int, home: Path
+) -> FrameCost:
+    """``cost`` with its samples scaled so that a frame takes about ``cost.seconds`` here."""
+    if cost.seconds is None:
+        return cost
+    probe = make_scene(backend, root / f"probe-{backend.kind}-{cost.name}.blend", cost, home)
+    took = frame_seconds(backend, probe, root / f"probe-{backend.kind}-{cost.name}", threads, home)
+    samples = max(1, round(cost.samples * cost.seconds / took))
+    return replace(cost, samples=samples)
 
 
 def time_bare(backend: BlenderBackend, scene: Path, out: Path, threads: int, home: Path) -> float:
@@ -156,6 +189,12 @@ def main() -> None:
         default=3,
         help="bare and farm-with-sessions runs per row, alternating; the table shows medians",
     )
+    parser.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="keep the listed samples instead of scaling them to about 1 s and 5 s a frame",
+    )
     args = parser.parse_args()
     modes = [part == "on" for part in args.sessions.split(",")]
     console = Console()
@@ -179,6 +218,8 @@ def main() -> None:
             for kind, backend in backends.items():
                 for size in args.sizes.split(","):
                     cost = FRAME_COSTS[size]
+                    if args.calibrate:
+                        cost = calibrated(backend, cost, root, args.threads, home)
                     scene = make_scene(backend, root / f"{kind}-{size}.blend", cost, home)
                     bares: list[float] = []
                     farms: dict[bool, list[float]] = {mode: [] for mode in modes}
@@ -206,7 +247,7 @@ def main() -> None:
                     }
                     console.log(f"{cost.frames} {size} frames, {kind}: bare {bares}, farm {farms}")
                     table.add_row(
-                        f"{cost.frames} × {size}",
+                        f"{cost.frames} × {size} ({cost.size}², {cost.samples} spp)",
                         kind,
                         f"{bare:.1f} s",
                         f"{bare / cost.frames:.2f} s",
