@@ -4,11 +4,11 @@
 
 For each frame cost (about 0.05 s, 1 s and 5 s a frame on 2 threads: the samples of the
 last two are scaled to that by rendering one frame first, ``--no-calibrate`` keeps them as
-listed) and each Blender backend, renders the same N frames of the same scene: bare (``blender -b scene -a``, or a
-Python with ``bpy`` running ``render(animation=True)``), and through the farm (a real
-manager and one runner on this machine, the farm's default of one frame per task, timed from
-the job's submission to its completion with every EXR uploaded), with persistent sessions
-on and off. Prints wall times and the ratio farm / bare.
+listed) and each Blender backend, renders the same N frames of the same scene: bare
+(``blender -b scene -a``, or a Python with ``bpy`` running ``render(animation=True)``), and
+through the farm (a real manager and one runner on this machine, the farm's default of one
+frame per task, timed from the job's submission to its completion with every EXR uploaded),
+with persistent sessions on and off. Prints wall times and the ratio farm / bare.
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ async def long_poll_claim(
     while True:
         ticket = signal.ticket()  # queue up before looking, so no wake-up is missed
         with state.metrics.claim_seconds.time():
-            runner, task, others_may = await state.hot_lane.run(
+            runner, task, others_may = await state.hot_lane.run_claim(
                 attempt_claim,
                 state.engine,
                 runner_id,

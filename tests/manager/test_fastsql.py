@@ -183,3 +183,32 @@ def test_a_connection_that_breaks_in_use_fails_once_and_is_not_reused(
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     with transaction(engine) as conn:
         assert conn.scalar(BACKEND) != old
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_read_on_postgresql_runs_each_statement_alone_and_a_write_stays_one_transaction(
+    engine: Engine, runners: list[int]
+) -> None:
+    # A read has no BEGIN (a round trip, and another for COMMIT): each statement is a
+    # transaction of its own, whose start is the statement's own.
+    with transaction(engine) as conn:
+        start = FastStatement(select(func.transaction_timestamp()))
+        first, second = conn.scalar(start), conn.scalar(start)
+    assert first < second
+    # The connection goes back to the pool as it came: a write after it is still atomic.
+    rename = FastStatement(
+        update(Runner).where(col(Runner.id) == bindparam("runner")).values(name=bindparam("name"))
+    )
+    with pytest.raises(IntegrityError), transaction(engine, write=True) as conn:
+        assert conn.rowcount(rename, {"runner": runners[0], "name": "renamed"}) == 1
+        conn.rowcount(rename, {"runner": runners[1], "name": "r2"})  # taken: unique
+    with transaction(engine, write=True) as conn:
+        start = FastStatement(select(func.transaction_timestamp()))
+        assert conn.scalar(start) == conn.scalar(start)  # one transaction
+        assert conn.scalar(FastStatement(select(func.count()).where(col(Runner.name) == "r0")))
+    pooled = engine.raw_connection()
+    try:
+        assert pooled.dbapi_connection is not None
+        assert pooled.dbapi_connection.autocommit is False
+    finally:
+        pooled.close()

@@ -174,3 +174,34 @@ def test_on_postgresql_the_work_runs_on_threads_and_on_sqlite_on_the_loop(
     assert [on_loop for _, on_loop in results] == [on_sqlite] * 4
     assert lane.ran_inline == (4 if on_sqlite else 0)
     assert last in {f"name-{n}" for n in range(4)}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_claims_take_turns_and_other_work_does_not(database_url: str) -> None:
+    engine = make_engine(database_url)
+    lane = HotLane(engine)
+    inside, most = 0, {"claims": 0, "other": 0}
+    guard = threading.Lock()
+
+    def hold(kind: str) -> str:
+        nonlocal inside
+        with guard:
+            inside += 1
+            most[kind] = max(most[kind], inside)
+        time.sleep(0.05)
+        with guard:
+            inside -= 1
+        return threading.current_thread().name
+
+    async def main() -> tuple[list[str], list[str]]:
+        claims = await asyncio.gather(*(lane.run_claim(hold, "claims") for _ in range(4)))
+        other = await asyncio.gather(*(lane.run(hold, "other") for _ in range(4)))
+        return list(claims), list(other)
+
+    try:
+        claim_threads, other_threads = asyncio.run(main())
+    finally:
+        lane.close()
+        engine.dispose()
+    assert most == {"claims": 1, "other": 4}
+    assert len(set(claim_threads)) == 1 and not set(claim_threads) & set(other_threads)
