@@ -3,7 +3,8 @@
     python -m benchmarks.parallel [--frames 8] [--size 64] [--samples 40] [--threads 2]
 
 Renders the same job (N frames, one frame per task, persistent sessions on) with one runner
-using every thread, then with two runners on this machine using half the threads each, and
+using every thread, then with two runners on this machine using half the threads each
+(once free to run anywhere, once each pinned to its half of the CPUs with ``--cpus``), and
 the same frames with bare Blender (``-a``, every thread) for reference. Both farm runs get
 the same CPU, so ideally they take the same time: efficiency = time with one runner / time
 with two (above 1 when two half-size renders use the cores better than one full-size one). Each
@@ -48,10 +49,14 @@ def time_two(
     scene: Path,
     args: argparse.Namespace,
     repeat: int,
+    pinned: bool,
 ) -> float:
+    """Two runners with half the threads each; ``pinned``: each on its half of the CPUs."""
+    half = args.threads // 2
     with ExitStack() as stack:
-        for name in (f"pair-a-{repeat}", f"pair-b-{repeat}"):
-            stack.enter_context(running_runner(manager, root, name, backend, args.threads // 2))
+        for index, name in enumerate((f"pair-a-{repeat}", f"pair-b-{repeat}")):
+            cpus = ("--cpus", f"{index * half}-{index * half + half - 1}") if pinned else ()
+            stack.enter_context(running_runner(manager, root, name, backend, half, *cpus))
         return time_farm(manager, scene, args.frames, {})
 
 
@@ -73,18 +78,20 @@ def main() -> None:
     try:
         scene = make_scene(backend, root / "scene.blend", cost, root / "home")
         bare = time_bare(backend, scene, root / "bare", args.threads, root / "home")
-        ones: list[float] = []
-        twos: list[float] = []
+        times: dict[str, list[float]] = {"one": [], "two": [], "pinned": []}
         with running_manager(root / "manager") as manager:
             for repeat in range(args.repeats):
-                # Alternate which goes first: the machine's other load drifts.
-                for which in ("one", "two") if repeat % 2 == 0 else ("two", "one"):
+                # Rotate which goes first: the machine's other load drifts.
+                order = list(times)[repeat % 3 :] + list(times)[: repeat % 3]
+                for which in order:
                     if which == "one":
-                        ones.append(time_one(manager, root, backend, scene, args, repeat))
+                        seconds = time_one(manager, root, backend, scene, args, repeat)
                     else:
-                        twos.append(time_two(manager, root, backend, scene, args, repeat))
-        console.log(f"one runner: {ones}; two runners: {twos}")
-        one, two = statistics.median(ones), statistics.median(twos)
+                        pinned = which == "pinned"
+                        seconds = time_two(manager, root, backend, scene, args, repeat, pinned)
+                    times[which].append(seconds)
+        console.log(f"runs: {times}")
+        one, two, both_pinned = (statistics.median(times[which]) for which in times)
         title = f"{args.frames} frames, {args.size}², {args.samples} samples, {backend.label}"
         table = Table(title=f"Parallel efficiency: {title}, medians of {args.repeats}")
         for column in ("set-up", "wall time", "per frame"):
@@ -94,10 +101,14 @@ def main() -> None:
             (f"bare Blender -a, {args.threads} threads", bare),
             (f"1 runner × {args.threads} threads", one),
             (f"2 runners × {half} thread{'s' if half > 1 else ''}", two),
+            ("the same, each on its own CPUs (--cpus)", both_pinned),
         ):
             table.add_row(label, f"{seconds:.1f} s", f"{seconds / args.frames:.2f} s")
         console.print(table)
-        console.print(f"parallel efficiency (1 runner / 2 runners): {one / two:.2f}")
+        console.print(
+            f"parallel efficiency (1 runner / 2 runners): {one / two:.2f}, "
+            f"each on its own CPUs: {one / both_pinned:.2f}"
+        )
         console.print(f"load average: {os.getloadavg()}")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -166,6 +166,14 @@ def blender_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, 
     return env
 
 
+def pinned(argv: list[str], cpus: Sequence[int]) -> list[str]:
+    """``argv`` started on ``cpus`` only (Linux ``taskset``, which then becomes the program:
+    same process, and every thread it starts stays there); as it is for no CPUs."""
+    if not cpus:
+        return argv
+    return ["taskset", "--cpu-list", ",".join(str(cpu) for cpu in sorted(cpus)), *argv]
+
+
 def build_script_argv(
     backend: BlenderBackend,
     script: Path,

@@ -11,6 +11,7 @@ import argparse
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -32,7 +33,14 @@ from runner.blender import (
 from runner.board import RunnerBoard
 from runner.client import ManagerClient
 from runner.console import LiveConsole, draw_board, setup_logging, wants_live_console
-from runner.devices import DeviceUnavailable, choose_device, probe_devices, split_for_slots
+from runner.devices import (
+    DeviceUnavailable,
+    choose_device,
+    format_cpu_list,
+    parse_cpu_list,
+    probe_devices,
+    split_for_slots,
+)
 from runner.encode import EncodeError, probe_ffmpeg
 from runner.errors import RunnerError
 from runner.ffmpeg import supported_deliverables
@@ -51,6 +59,33 @@ def env(flag: str) -> str | None:
     if flag in ("manager", "api-key"):
         return os.environ.get("FRAMEFARM_" + flag.upper().replace("-", "_"))
     return os.environ.get("FRAMEFARM_RUNNER_" + flag.upper().replace("-", "_"))
+
+
+def cpus_for_slots(given: str | None, slots: int) -> tuple[int, ...]:
+    """The CPUs the slots' Blenders are pinned to; () leaves them anywhere.
+
+    ``--cpus`` pins to those; without it, several slots share out every CPU this runner may
+    use, so that their renders do not all run on all cores (bpy 5.0 renders in two
+    processes each using every core took twice as long a frame at times, here). One slot
+    without ``--cpus`` is not pinned, nor slots that outnumber the CPUs.
+    """
+    allowed = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
+    if given is None:
+        if slots < 2 or len(allowed) < slots or shutil.which("taskset") is None:
+            return ()
+        return allowed
+    cpus = parse_cpu_list(given)
+    if not allowed or shutil.which("taskset") is None:
+        raise ValueError("--cpus needs Linux and its taskset command (package util-linux)")
+    outside = [cpu for cpu in cpus if cpu not in allowed]
+    if outside:
+        raise ValueError(
+            f"--cpus {given}: CPU {outside[0]} is not one this runner may use "
+            f"({format_cpu_list(allowed)})"
+        )
+    if len(cpus) < slots:
+        raise ValueError(f"--cpus {given} has fewer CPUs than the {slots} slots: give each one")
+    return cpus
 
 
 def env_flag(flag: str) -> bool:
@@ -228,6 +263,11 @@ def add_parser(subparsers: Any) -> None:
     )
     add("--slots", type=int, default=int(env("slots") or 1), help="tasks at once (default 1)")
     add(
+        "--cpus",
+        default=env("cpus"),
+        help="CPUs Blender may run on, e.g. 0-7 (default: all); several slots share them out",
+    )
+    add(
         "--no-tui",
         action="store_true",
         default=env_flag("no-tui"),
@@ -294,6 +334,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.slots < 1:
         return _fail("--slots must be 1 or more")
+    try:
+        cpus = cpus_for_slots(args.cpus, args.slots)
+    except ValueError as exc:
+        return _fail(str(exc))
     # FFmpeg's probe runs while Blender starts: both are subprocesses, start-up adds up.
     video_probe = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ffmpeg-probe")
     video = video_probe.submit(probe_video, args.ffmpeg)
@@ -322,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
         workspace.root / "reports", client, on_state=lambda n, ok: board.set_reports(n, ok)
     )
     ffmpeg, capabilities = video.result()
-    slot_devices = split_for_slots(choice, args.slots)
+    slot_devices = split_for_slots(choice, args.slots, cpus)
     board.describe(
         name=args.name,
         manager=client.base_url,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from blender_scripts import SCRIPTS_DIR
@@ -51,12 +52,15 @@ class DeviceChoice:
     device_type: str = "CPU"
     ids: tuple[str, ...] = ()
     names: tuple[str, ...] = field(default=(), compare=False)
+    cpus: tuple[int, ...] = ()
+    """The CPUs Blender runs on for this slot (``--cpus``, or the slots' shares); () any."""
 
     @property
     def label(self) -> str:
+        pinned = f" on CPUs {format_cpu_list(self.cpus)}" if self.cpus else ""
         if self.device_type == "CPU":
-            return "CPU"
-        return f"{self.device_type} ({', '.join(self.names or self.ids) or 'all'})"
+            return f"CPU{pinned}"
+        return f"{self.device_type} ({', '.join(self.names or self.ids) or 'all'}){pinned}"
 
 
 def probe_devices(backend: BlenderBackend, home: Path | None = None) -> list[CyclesDevice]:
@@ -137,13 +141,56 @@ def choose_device(
     return DeviceChoice(kind, tuple(d.id for d in chosen), tuple(d.name for d in chosen))
 
 
-def split_for_slots(choice: DeviceChoice, slots: int) -> list[DeviceChoice]:
-    """One choice per slot: with several GPUs and slots, each slot gets its own GPUs."""
+def split_for_slots(
+    choice: DeviceChoice, slots: int, cpus: Sequence[int] = ()
+) -> list[DeviceChoice]:
+    """One choice per slot: with several GPUs and slots, each slot gets its own GPUs, and
+    with ``cpus`` each slot its share of them (``share_cpus``)."""
+    shares = share_cpus(cpus, max(1, slots))
     if choice.device_type == "CPU" or slots <= 1 or len(choice.ids) < 2:
-        return [choice] * max(1, slots)
+        return [replace(choice, cpus=share) for share in shares]
     per_slot: list[DeviceChoice] = []
     for slot in range(slots):
         ids = choice.ids[slot::slots] or (choice.ids[slot % len(choice.ids)],)
         names = choice.names[slot::slots] if choice.names else ()
-        per_slot.append(DeviceChoice(choice.device_type, ids, names))
+        per_slot.append(DeviceChoice(choice.device_type, ids, names, shares[slot]))
     return per_slot
+
+
+def share_cpus(cpus: Sequence[int], slots: int) -> list[tuple[int, ...]]:
+    """``cpus`` cut into ``slots`` runs of neighbours, as even as they go; none (every slot
+    runs anywhere) when there are fewer CPUs than slots."""
+    if len(cpus) < slots:
+        return [()] * slots
+    size, extra = divmod(len(cpus), slots)
+    shares, start = [], 0
+    for slot in range(slots):
+        end = start + size + (slot < extra)
+        shares.append(tuple(cpus[start:end]))
+        start = end
+    return shares
+
+
+def format_cpu_list(cpus: Sequence[int]) -> str:
+    """Sorted CPUs written as ``parse_cpu_list`` reads them: ``0-3,8``."""
+    runs: list[list[int]] = []
+    for cpu in sorted(cpus):
+        if runs and cpu == runs[-1][1] + 1:
+            runs[-1][1] = cpu
+        else:
+            runs.append([cpu, cpu])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def parse_cpu_list(text: str) -> tuple[int, ...]:
+    """``0-3,8,10-11`` (as ``taskset --cpu-list`` and Linux write them) as sorted CPUs."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise ValueError(f"not a CPU list: {text!r} (write it like 0-3,8)")
+        low, high = int(first), int(last) if dash else int(first)
+        if high < low:
+            raise ValueError(f"not a CPU list: {text!r} ({part.strip()} runs backwards)")
+        cpus.update(range(low, high + 1))
+    return tuple(sorted(cpus))

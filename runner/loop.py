@@ -216,6 +216,11 @@ class Runner:
                 self._done -= 1
         return task, failures
 
+    def slot_threads(self, slot: int) -> int | None:
+        """Render threads for the slot: ``--threads``, else one per CPU of its share."""
+        cpus = self.slot_devices[slot].cpus
+        return self.threads if self.threads is not None or not cpus else len(cpus)
+
     def _session_pool(self, slot: int) -> SessionPool | None:
         return self.sessions[slot] if self.sessions else None
 
@@ -331,7 +336,7 @@ class Runner:
             task_stop,
             backend=None,
             ffmpeg=self.ffmpeg,
-            threads=self.threads,
+            threads=self.slot_threads(slot),
             board=self.board,
             slot=slot,
             device=self.slot_devices[slot],

@@ -20,6 +20,7 @@ from runner.blender import (
     RenderResult,
     blender_env,
     build_render_argv,
+    pinned,
     run_render,
 )
 from runner.devices import DeviceChoice
@@ -77,7 +78,7 @@ class ProcessRenderer:
             allow_scripts=request.allow_scripts,
         )
         return run_render(
-            argv,
+            pinned(argv, request.device.cpus),
             env=blender_env(request.blender_home),
             on_event=on_event,
             on_output_line=on_output_line,

@@ -24,6 +24,7 @@ from runner.blender import (
     _signal_group,
     blender_env,
     build_script_argv,
+    pinned,
 )
 from runner.renderer import RenderRequest
 
@@ -49,13 +50,14 @@ def build_session_argv(backend: BlenderBackend, request: RenderRequest) -> list[
         args += ["--scene", request.scene]
     if request.threads is not None:
         args += ["--threads", str(request.threads)]
-    return build_script_argv(
+    argv = build_script_argv(
         backend,
         SESSION_SCRIPT,
         args,
         blend_file=request.blend_file,
         allow_scripts=request.allow_scripts,
     )
+    return pinned(argv, request.device.cpus)
 
 
 def session_key(backend: BlenderBackend, request: RenderRequest) -> tuple[object, ...]:
@@ -69,7 +71,7 @@ def session_key(backend: BlenderBackend, request: RenderRequest) -> tuple[object
     blend = request.blend_file.resolve()
     stat = blend.stat() if blend.is_file() else None
     identity = None if stat is None else (stat.st_dev, stat.st_ino, stat.st_size)
-    device = (request.device.device_type, tuple(request.device.ids))
+    device = (request.device.device_type, tuple(request.device.ids), request.device.cpus)
     return (
         backend,
         blend,

@@ -18,7 +18,10 @@ from runner.devices import (
     DeviceChoice,
     DeviceUnavailable,
     choose_device,
+    format_cpu_list,
+    parse_cpu_list,
     probe_devices,
+    share_cpus,
     split_for_slots,
 )
 
@@ -113,3 +116,24 @@ def test_a_runner_asked_for_a_gpu_it_lacks_refuses_to_start(
     err = capsys.readouterr().err
     assert code == 2, err
     assert "error: --gpu OPTIX: Blender found no OPTIX device (found: CPU " in err
+
+
+def test_slots_share_out_the_cpus_in_runs_of_neighbours() -> None:
+    assert share_cpus(range(8), 3) == [(0, 1, 2), (3, 4, 5), (6, 7)]
+    assert share_cpus((0, 1), 2) == [(0,), (1,)]
+    assert share_cpus((0, 1), 3) == [(), (), ()]  # more slots than CPUs: not pinned
+    assert share_cpus((), 1) == [()]
+    first, second = split_for_slots(DeviceChoice("CPU"), 2, (0, 1, 2, 3))
+    assert (first.cpus, second.cpus) == ((0, 1), (2, 3))
+    assert first.label == "CPU on CPUs 0-1"
+    gpus = split_for_slots(DeviceChoice("CUDA", ("a", "b")), 2, (0, 1))
+    assert [(g.ids, g.cpus) for g in gpus] == [(("a",), (0,)), (("b",), (1,))]
+
+
+def test_cpu_lists_read_and_write_as_linux_writes_them() -> None:
+    assert parse_cpu_list("0-3,8,10-11") == (0, 1, 2, 3, 8, 10, 11)
+    assert parse_cpu_list(" 2 , 0") == (0, 2)
+    assert format_cpu_list((0, 1, 2, 3, 8, 10, 11)) == "0-3,8,10-11"
+    for bad in ("", "a", "3-1", "1-", "-2", "0,,1"):
+        with pytest.raises(ValueError, match="CPU list"):
+            parse_cpu_list(bad)

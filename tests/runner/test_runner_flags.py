@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import pytest
 
-from framefarm.cli import build_parser
-from runner.cli import blender_paths
+from framefarm.cli import build_parser, main
+from runner.cli import blender_paths, cpus_for_slots
 
 
 def parse(*argv: str):  # type: ignore[no-untyped-def]
@@ -55,3 +56,17 @@ def test_variables_stand_in_for_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     flags = parse("--name", "node-1", "--slots", "3", "--cache-size", "1G", "--blender", "/b")
     assert (flags.name, flags.slots, flags.cache_size) == ("node-1", 3, 1024**3)
     assert blender_paths(flags.blender) == ["/b"]
+
+
+def test_cpus_pin_the_slots_and_a_bad_list_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    allowed = tuple(sorted(os.sched_getaffinity(0)))
+    assert cpus_for_slots(None, 1) == ()  # one slot runs anywhere
+    assert cpus_for_slots(None, 2) == (allowed if len(allowed) >= 2 else ())
+    assert cpus_for_slots(str(allowed[0]), 1) == (allowed[0],)
+    with pytest.raises(ValueError, match="CPU 4096 is not one this runner may use"):
+        cpus_for_slots("4096", 1)
+    with pytest.raises(ValueError, match="fewer CPUs than the 2 slots"):
+        cpus_for_slots(str(allowed[0]), 2)
+    argv = ["runner", "--manager", "http://127.0.0.1:9", "--api-key", "k", "--cpus", "0-x"]
+    assert main(argv) != 0
+    assert "not a CPU list: '0-x'" in capsys.readouterr().err

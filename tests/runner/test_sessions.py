@@ -3,11 +3,13 @@ frames slow down or memory passes its limit, never reused across jobs or files."
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +210,43 @@ def test_sessions_never_cross_jobs_or_files(
         assert pool.warm_job_id is None and not job2.warm  # closed after idle_s
     finally:
         pool.close()
+
+
+def allowed_cpus(pid: int) -> str:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return re.search(r"^Cpus_allowed_list:\s*(\S+)$", status, re.M).group(1)  # type: ignore[union-attr]
+
+
+def test_a_slots_cpu_share_pins_its_blender_session_and_fresh_processes(
+    bpy_backend: BlenderBackend, scene_bpy: Path, tmp_path: Path, blender_home: Path
+) -> None:
+    cpu = min(os.sched_getaffinity(0))
+    request = replace(
+        request_for(scene_bpy, tmp_path / "a", [1], blender_home), device=DeviceChoice(cpus=(cpu,))
+    )
+    session = SessionRenderer(bpy_backend, job_id=1)
+    try:
+        check_render(render(session, request), [1])
+        assert session.session is not None
+        assert allowed_cpus(session.session.pid) == str(cpu)  # every thread it starts, too
+        threads = Path(f"/proc/{session.session.pid}/task").iterdir()
+        assert {allowed_cpus(int(t.name)) for t in threads} == {str(cpu)}
+    finally:
+        session.close()
+    # A fresh process per task too: render.py reports its own pid in no event, so the
+    # pinning is read from the command the renderer starts.
+    seen: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(argv: list[str], *args: Any, **kwargs: Any) -> Any:
+        seen.append(list(argv))
+        return real_popen(argv, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess, "Popen", recording_popen)
+        result = render(ProcessRenderer(bpy_backend), replace(request, output_dir=tmp_path / "b"))
+    check_render(result, [1])
+    assert seen and seen[0][:3] == ["taskset", "--cpu-list", str(cpu)]
 
 
 def test_a_failed_or_stopped_session_ends_its_process(
