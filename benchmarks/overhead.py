@@ -78,10 +78,12 @@ def make_scene(backend: BlenderBackend, path: Path, cost: FrameCost, home: Path)
 
 
 def frame_seconds(
-    backend: BlenderBackend, scene: Path, out: Path, threads: int, home: Path
+    backend: BlenderBackend, scene: Path, out: Path, threads: int | None, home: Path
 ) -> float:
-    """How long Blender takes for frame 1 of ``scene``, by render.py's own timing."""
-    args = ["--output-dir", str(out), "--frames", "1", "--threads", str(threads)]
+    """How long Blender takes for frame 1 of ``scene``, by render.py's own timing (threads
+    None: Blender's automatic count)."""
+    args = ["--output-dir", str(out), "--frames", "1"]
+    args += [] if threads is None else ["--threads", str(threads)]
     argv = build_script_argv(backend, SCRIPTS_DIR / "render.py", args, blend_file=scene)
     done = subprocess.run(argv, env=blender_env(home), capture_output=True, text=True, check=True)
     events = (parse_event_line(line) for line in done.stdout.splitlines())

@@ -17,7 +17,7 @@ from manager.settings import database_url
 from manager.users import create_user
 from shared.wire import ApiKeyScope
 from tests.manager.conftest import farm, manager_settings  # noqa: F401 - shared fixtures
-from tests.runner.conftest import slow_scene  # noqa: F401
+from tests.runner.conftest import slow_samples, slow_scene  # noqa: F401
 from tests.runner.farm import RunnerFarm
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner.conftest import SLOW_SAMPLES
 from tests.runner.farm import RunnerFarm, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.blender]
@@ -62,7 +61,7 @@ def tmux(farm: RunnerFarm) -> Iterator[Tmux]:
 
 
 def test_live_screen_shows_the_render_progress(
-    farm: RunnerFarm, tmux: Tmux, slow_scene: Path, tmp_path: Path
+    farm: RunnerFarm, tmux: Tmux, slow_scene: Path, slow_samples: int, tmp_path: Path
 ) -> None:
     log_file = tmp_path / "runner-plain.log"
     argv = farm.runner_argv(
@@ -72,7 +71,7 @@ def test_live_screen_shows_the_render_progress(
     tmux.start(f"{shlex.join(argv)}; echo runner-exited-$?; sleep 60")
     job = farm.submit(slow_scene, "1-4", chunk_size=4, name="shot-010")
 
-    frame_line = re.compile(rf"frame \d\s.*sample \d+/{SLOW_SAMPLES}")
+    frame_line = re.compile(rf"frame \d\s.*sample \d+/{slow_samples}")
     screens: list[str] = []
 
     def progress_on_screen() -> bool:
