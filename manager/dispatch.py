@@ -157,16 +157,6 @@ def attempt_claim(
     """
     if runner is None:
         runner = claiming_runner(engine, runner_id, key)
-    task_id = claim_for(engine, runner, lease_seconds, warm_job_id)
-    if task_id is None:
-        return runner, None, woken and any_task_runnable(engine)
-    return runner, claimed_task(engine, task_id), False
-
-
-def claim_for(
-    engine: Engine, runner: ClaimingRunner, lease_seconds: float, warm_job_id: int | None
-) -> int | None:
-    """The claim itself, the one write of ``attempt_claim``: the runner's new task or None."""
     now = utcnow()
     # A claim is a sign of life: written down with the claim itself, at most once a second
     # while nothing is claimed (leases are extended by heartbeats and reports).
@@ -176,9 +166,11 @@ def claim_for(
     task_id = claim_next_task(
         engine, runner, lease_seconds=lease_seconds, now=now, seen=stale, warm_job_id=warm_job_id
     )
-    if task_id is None and stale:
-        runner.status, runner.last_seen_at = RunnerStatus.IDLE.value, now
-    return task_id
+    if task_id is None:
+        if stale:
+            runner.status, runner.last_seen_at = RunnerStatus.IDLE.value, now
+        return runner, None, woken and any_task_runnable(engine)
+    return runner, claimed_task(engine, task_id), False
 
 
 @cache

@@ -21,10 +21,8 @@ from manager.db import session_scope
 from manager.deps import RunnerKeyDep, SessionDep, SettingsDep, StorageDep, WorkSignalDep
 from manager.dispatch import (
     active_task,
+    attempt_claim,
     beat,
-    claim_for,
-    claimed_task,
-    claiming_runner,
     report_progress,
     runner_for,
     seen,
@@ -42,7 +40,7 @@ from manager.models import (
     utcnow,
 )
 from manager.outputs import job_of_active_task, record_output
-from manager.scheduler import ClaimingRunner, any_task_runnable
+from manager.scheduler import ClaimingRunner
 from manager.schemas import (
     ClaimedTask,
     HeartbeatReply,
@@ -178,8 +176,15 @@ async def long_poll_claim(
     while True:
         ticket = signal.ticket()  # queue up before looking, so no wake-up is missed
         with state.metrics.claim_seconds.time():
-            runner, task, others_may = await _attempt_claim(
-                state, runner_id, key, runner, woken_with is not None, warm_job
+            runner, task, others_may = await state.hot_lane.run_claim(
+                attempt_claim,
+                state.engine,
+                runner_id,
+                key,
+                runner,
+                state.settings.runner_timeout,
+                woken_with is not None,
+                warm_job,
             )
         if unblocked:  # (on the first attempt only)
             signal.notify(len(unblocked) - (task is not None and task.id in unblocked))
@@ -288,26 +293,6 @@ async def complete(
     """Finish a task; a render task must have delivered every frame."""
     await complete_task(request.app.state, runner_id, key, task_id)
     return Response(status_code=204)
-
-
-async def _attempt_claim(
-    state: State,
-    runner_id: int,
-    key: ApiKey,
-    runner: ClaimingRunner | None,
-    woken: bool,
-    warm_job: int | None,
-) -> tuple[ClaimingRunner, ClaimedTask | None, bool]:
-    """``attempt_claim`` on the hot lane, with only the claim's write in the claims' turn
-    (the reads before and after it do not make the next claim wait)."""
-    lane, engine = state.hot_lane, state.engine
-    if runner is None:
-        runner = await lane.run(claiming_runner, engine, runner_id, key)
-    lease = state.settings.runner_timeout
-    task_id = await lane.run_claim(claim_for, engine, runner, lease, warm_job)
-    if task_id is None:
-        return runner, None, woken and await lane.run(any_task_runnable, engine)
-    return runner, await lane.run(claimed_task, engine, task_id), False
 
 
 async def complete_task(state: State, runner_id: int, key: ApiKey, task_id: int) -> None:
