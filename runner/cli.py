@@ -262,7 +262,7 @@ def add_parser(subparsers: Any) -> None:
     add(
         "--cpus",
         default=env("cpus"),
-        help="CPUs Blender may run on, e.g. 0-7 (default: all); several slots share them out",
+        help="pin Blender to these CPUs, e.g. 0-7 (default: not pinned); slots share them out",
     )
     add(
         "--no-tui",

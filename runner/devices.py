@@ -53,7 +53,7 @@ class DeviceChoice:
     ids: tuple[str, ...] = ()
     names: tuple[str, ...] = field(default=(), compare=False)
     cpus: tuple[int, ...] = ()
-    """The CPUs Blender runs on for this slot (``--cpus``, or the slots' shares); () any."""
+    """The CPUs Blender runs on for this slot (its share of ``--cpus``); () anywhere."""
 
     @property
     def label(self) -> str:
