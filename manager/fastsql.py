@@ -218,14 +218,17 @@ def without_waiting() -> Iterator[None]:
 
 
 @contextmanager
-def transaction(engine: Engine, *, write: bool = False) -> Iterator[FastConnection]:
+def transaction(
+    engine: Engine, *, write: bool = False, alone: bool = False
+) -> Iterator[FastConnection]:
     """A transaction on a pooled connection; committed on success, rolled back on error.
 
     On SQLite a writing transaction takes the write lock up front (``BEGIN IMMEDIATE``) after
     queueing on this process's writer mutex; a reading one is a consistent snapshot. On
     PostgreSQL a reading one runs each statement on its own (autocommit). Inside
     ``without_waiting`` a writing one raises ``WouldWait`` rather than queue, before it has
-    changed anything.
+    changed anything. ``alone``: every statement of the block is atomic by itself, so on
+    PostgreSQL a writing one runs each on its own too (SQLite still queues for its lock).
     """
     pooled = engine.raw_connection()
     dbapi_connection = pooled.dbapi_connection
@@ -233,9 +236,9 @@ def transaction(engine: Engine, *, write: bool = False) -> Iterator[FastConnecti
     writer: threading.Lock | None = None
     # On PostgreSQL (READ COMMITTED) every statement of a transaction reads a snapshot of its
     # own anyway: a read without BEGIN and COMMIT is one round trip instead of three.
-    reading_alone = not write and not is_sqlite(engine)
+    each_alone = (not write or alone) and not is_sqlite(engine)
     try:
-        if reading_alone:
+        if each_alone:
             dbapi_connection.autocommit = True
         elif is_sqlite(engine):
             if write:
@@ -267,7 +270,7 @@ def transaction(engine: Engine, *, write: bool = False) -> Iterator[FastConnecti
     finally:
         if writer is not None:
             writer.release()
-        if reading_alone and pooled.dbapi_connection is not None:
+        if each_alone and pooled.dbapi_connection is not None:
             with suppress(engine.dialect.loaded_dbapi.Error):  # (the pool drops a broken one)
                 pooled.dbapi_connection.autocommit = False
         pooled.close()

@@ -287,12 +287,10 @@ def _claim(candidates: Select[Any]) -> Update:
     )
 
 
-@cache
-def _claim_statements() -> tuple[FastStatement, ...]:
-    """Built once: constructing these costs more than running them."""
-    start_job = (
+def _start_job() -> Update:
+    return (
         update(Job)
-        .where(col(Job.id) == bindparam("job_id"), col(Job.status) == JobStatus.QUEUED.value)
+        .where(col(Job.status) == JobStatus.QUEUED.value)
         .values(
             status=JobStatus.ACTIVE.value,
             started_at=bindparam("now", type_=UTCDateTime()),
@@ -300,11 +298,50 @@ def _claim_statements() -> tuple[FastStatement, ...]:
             activity="rendering",
         )
     )
-    mark_runner = {
-        status: update(Runner)
+
+
+def _mark_runner(status: RunnerStatus) -> Update:
+    return (
+        update(Runner)
         .where(col(Runner.id) == bindparam("runner_id"))
         .values(status=status.value, last_seen_at=bindparam("now", type_=UTCDateTime()))
-        for status in (RunnerStatus.WORKING, RunnerStatus.IDLE)
+    )
+
+
+def _claim_in_one(candidates: Select[Any]) -> Select[Any]:
+    """The claim, its job started and its runner marked working, as one PostgreSQL statement
+    (data-modifying CTEs): one round trip, atomic without a transaction around it."""
+    claimed = _claim(candidates).cte("claimed")
+    started = (
+        _start_job()
+        .where(col(Job.id).in_(select(claimed.c.job_id)))
+        .returning(col(Job.id))
+        .cte("started")
+    )
+    marked = (
+        _mark_runner(RunnerStatus.WORKING)
+        .where(exists(select(claimed.c.id)))
+        .returning(col(Runner.id))
+        .cte("marked")
+    )
+    return select(claimed.c.id, claimed.c.job_id).add_cte(started, marked)
+
+
+@cache
+def _postgres_claims() -> tuple[FastStatement, FastStatement]:
+    """``_claim_statements``' claim and fall-back, each with its job and runner, in one."""
+    return (
+        FastStatement(_claim_in_one(best_job_first_task()), lists=RUNNER_LISTS),
+        FastStatement(_claim_in_one(runnable_tasks()), lists=RUNNER_LISTS),
+    )
+
+
+@cache
+def _claim_statements() -> tuple[FastStatement, ...]:
+    """Built once: constructing these costs more than running them."""
+    start_job = _start_job().where(col(Job.id) == bindparam("job_id"))
+    mark_runner = {
+        status: _mark_runner(status) for status in (RunnerStatus.WORKING, RunnerStatus.IDLE)
     }
     return (
         FastStatement(_claim(best_job_first_task()), lists=RUNNER_LISTS),
@@ -353,12 +390,10 @@ def claim_next_task(
         with transaction(engine) as conn:
             if conn.first(_probe(), params) is None:
                 return None
+    if not is_sqlite(engine):
+        return _claim_on_postgresql(engine, runner, params, seen, mark_idle)
     with transaction(engine, write=True) as conn:
         row = conn.first(claim, params)
-        if row is None and not is_sqlite(engine):
-            # On PostgreSQL the best job's tasks may all be locked by runners claiming them
-            # this instant: then look at every runnable task, skipping the locked ones.
-            row = conn.first(claim_any, params)
         if row is None:
             if seen:
                 conn.rowcount(mark_idle, {"runner_id": runner.id, "now": now})
@@ -368,3 +403,26 @@ def claim_next_task(
         conn.rowcount(mark_working, {"runner_id": runner.id, "now": now})
     assert task_id is not None
     return int(task_id)
+
+
+def _claim_on_postgresql(
+    engine: Engine,
+    runner: Runner | ClaimingRunner,
+    params: dict[str, Any],
+    seen: bool,
+    mark_idle: FastStatement,
+) -> int | None:
+    """``claim_next_task`` in statements that are each atomic alone: no BEGIN and COMMIT."""
+    claim, claim_any = _postgres_claims()
+    with transaction(engine, write=True, alone=True) as conn:
+        row = conn.first(claim, params)
+        if row is None:
+            # The best job's tasks may all be locked by runners claiming them this instant
+            # (in another manager: this one's claims take turns): then look at every runnable
+            # task, skipping the locked ones.
+            row = conn.first(claim_any, params)
+        if row is None:
+            if seen:
+                conn.rowcount(mark_idle, {"runner_id": runner.id, "now": params["now"]})
+            return None
+    return int(row[0])
