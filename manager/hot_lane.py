@@ -17,7 +17,7 @@ a few threads of its own, and claims one at a time on one more (``run_claim``): 
 the same instant all pick the same best job, and all but the first found its task locked and
 fell back to looking at every runnable task (the dispatch benchmark on PostgreSQL: p99 from a
 task becoming runnable to a runner holding it 596–626 ms with claims on the shared threads,
-33–48 ms in turn, and 15–20% more claims a second).
+33–49 ms in turn, and 15–20% more claims a second).
 """
 
 from __future__ import annotations

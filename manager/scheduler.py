@@ -368,8 +368,9 @@ def claim_next_task(
     ``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two runners
     never get the same task and neither waits on the other's row. The runner is marked
     working (and seen now); with ``seen``, a runner that gets nothing is marked idle and
-    seen now, in the same transaction. Among jobs of equal priority, ``warm_job_id`` (the job
-    the runner keeps a Blender session for) goes first.
+    seen now, in the same transaction (on PostgreSQL the claim, its job's start and the
+    runner's mark are one statement instead: ``_claim_in_one``). Among jobs of equal
+    priority, ``warm_job_id`` (the job the runner keeps a Blender session for) goes first.
     """
     if not runner.enabled:
         return None
