@@ -116,6 +116,33 @@ def test_priority_then_submission_then_task_order(engine: Engine):
     assert status_of(engine, Job, first.id) == "active"
 
 
+def test_a_claim_starts_its_job_and_marks_its_runner_and_nothing_more(engine: Engine):
+    # (on PostgreSQL the three are one statement: each part must still happen, and only then)
+    job, _ = job_with_tasks(engine, tasks=1)
+    other, _ = job_with_tasks(engine, tasks=1, name="other")
+    node, idle = runners(engine, "node", "idle")
+    now = utcnow()
+    task = claim_next_task(engine, node, lease_seconds=30, now=now)
+    assert task is not None
+    with Session(engine) as session:
+        claimed, started = session.get(Task, task), session.get(Job, job.id)
+        waiting = session.get(Job, other.id)
+        marked, untouched = session.get(Runner, node.id), session.get(Runner, idle.id)
+        assert claimed is not None and claimed.runner_id == node.id and claimed.attempts == 1
+        assert claimed.lease_expires_at == now + timedelta(seconds=30)
+        assert started is not None and started.status == "active" and started.started_at == now
+        assert waiting is not None and waiting.status == "queued" and waiting.started_at is None
+        assert marked is not None and marked.status == "working" and marked.last_seen_at == now
+        assert untouched is not None and untouched.status != "working"
+    # The other runner takes the other job's task; then nothing is left: seen, marked idle.
+    assert claim_next_task(engine, idle, lease_seconds=30, now=now) is not None
+    later = now + timedelta(seconds=5)
+    assert claim_next_task(engine, idle, lease_seconds=30, now=later, seen=True) is None
+    with Session(engine) as session:
+        runner = session.get(Runner, idle.id)
+        assert runner is not None and (runner.status, runner.last_seen_at) == ("idle", later)
+
+
 def test_dependencies_must_complete_first(engine: Engine):
     _, tasks = job_with_tasks(engine, tasks=3, chain=True)
     (node,) = runners(engine, "node")
