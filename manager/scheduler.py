@@ -329,7 +329,8 @@ def _claim_in_one(candidates: Select[Any]) -> Select[Any]:
 
 @cache
 def _postgres_claims() -> tuple[FastStatement, FastStatement]:
-    """``_claim_statements``' claim and fall-back, each with its job and runner, in one."""
+    """The claim and its fall-back (every runnable task looked at), each with its job's
+    start and its runner's mark in one statement."""
     return (
         FastStatement(_claim_in_one(best_job_first_task()), lists=RUNNER_LISTS),
         FastStatement(_claim_in_one(runnable_tasks()), lists=RUNNER_LISTS),
@@ -338,17 +339,13 @@ def _postgres_claims() -> tuple[FastStatement, FastStatement]:
 
 @cache
 def _claim_statements() -> tuple[FastStatement, ...]:
-    """Built once: constructing these costs more than running them."""
-    start_job = _start_job().where(col(Job.id) == bindparam("job_id"))
-    mark_runner = {
-        status: _mark_runner(status) for status in (RunnerStatus.WORKING, RunnerStatus.IDLE)
-    }
+    """Built once: constructing these costs more than running them. (SQLite's; PostgreSQL
+    claims with ``_postgres_claims``, and marks a runner idle with the last of these.)"""
     return (
         FastStatement(_claim(best_job_first_task()), lists=RUNNER_LISTS),
-        FastStatement(_claim(runnable_tasks()), lists=RUNNER_LISTS),
-        FastStatement(start_job),
-        FastStatement(mark_runner[RunnerStatus.WORKING]),
-        FastStatement(mark_runner[RunnerStatus.IDLE]),
+        FastStatement(_start_job().where(col(Job.id) == bindparam("job_id"))),
+        FastStatement(_mark_runner(RunnerStatus.WORKING)),
+        FastStatement(_mark_runner(RunnerStatus.IDLE)),
     )
 
 
@@ -375,7 +372,7 @@ def claim_next_task(
     if not runner.enabled:
         return None
     now = now or utcnow()
-    claim, claim_any, start_job, mark_working, mark_idle = _claim_statements()
+    claim, start_job, mark_working, mark_idle = _claim_statements()
     params = {
         **runner_params(runner),
         "now": now,
