@@ -123,7 +123,7 @@ class Runner(SQLModel, table=True):
     )
     enabled: bool = True
     registered_at: datetime = _created()
-    last_seen_at: datetime | None = _ts(index=True)
+    last_seen_at: datetime | None = _ts()  # (not indexed: see migration 0008)
 
 
 class Blob(SQLModel, table=True):
