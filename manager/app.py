@@ -59,7 +59,7 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
         # threads a request holding SQLite's write lock gets its turn too seldom while page
         # renders run, so every other writer waits behind it.
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
-        app.state.hot_lane = HotLane(engine)
+        app.state.hot_lane = HotLane(engine, app.state.write_engine)
         relay = None
         if engine.dialect.name == "postgresql":  # other managers may share the database
             relay = PostgresWorkRelay(libpq_conninfo(engine.url), signal.notify_here)

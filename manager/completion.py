@@ -7,26 +7,30 @@ to plain statements whose own conditions repeat the checks made before (no ORM o
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
 from functools import cache
+from typing import Any
 
-from sqlalchemy import Engine, bindparam, exists, not_, select, update
+from sqlalchemy import Engine, Select, bindparam, exists, func, not_, select, update
 from sqlmodel import col
 
 from manager.db import is_sqlite
 from manager.dispatch import check_active, check_runner
 from manager.errors import Conflict
-from manager.fastsql import FastStatement, transaction
+from manager.fastsql import FastConnection, FastStatement, transaction
 from manager.models import ApiKey, Job, Output, Runner, Task, TaskDependency, UTCDateTime, utcnow
+from manager.scheduler import ClaimingRunner
 from manager.states import JOB_RUNNABLE, check_job_transition, check_task_transition
 from shared.wire import JobStatus, RunnerStatus, TaskStatus
 
 log = logging.getLogger(__name__)
 
 
-@cache
-def completion_check() -> FastStatement:
-    """The runner, and the task with its job's status: what completing it must check."""
-    return FastStatement(
+def _check(job: Any) -> Select[Any]:
+    """The runner, and the task with its job's status (from ``job``, the jobs table or a
+    CTE of its rows): what completing it must check; then the runner as it claims."""
+    return (
         select(
             col(Runner.api_key_id),
             col(Runner.name).label("runner_name"),
@@ -36,13 +40,24 @@ def completion_check() -> FastStatement:
             col(Task.name),
             col(Task.frames),
             col(Task.job_id),
-            col(Job.status).label("job_status"),
+            job.c.status.label("job_status"),
+            *(col(getattr(Runner, field.name)) for field in fields(ClaimingRunner)),
         )
         .select_from(Runner)
         .outerjoin(Task, col(Task.id) == bindparam("task"))
-        .outerjoin(Job, col(Job.id) == col(Task.job_id))
+        .outerjoin(job, job.c.id == col(Task.job_id))
         .where(col(Runner.id) == bindparam("runner"))
     )
+
+
+CHECKED = 9
+"""The columns of the check before the runner's."""
+
+
+@cache
+def completion_check() -> FastStatement:
+    """What completing a task must check (see ``_check``)."""
+    return FastStatement(_check(Job.__table__))  # type: ignore[attr-defined]
 
 
 @cache
@@ -56,7 +71,13 @@ def _delivered_frames() -> FastStatement:
 
 @cache
 def _completion_statements() -> tuple[FastStatement, ...]:
-    """Built once. The transitions they make are checked against the state machine here."""
+    """SQLite's completion: the task finished, its job settled, its runner idle, and the
+    dependents it made runnable."""
+    return tuple(FastStatement(s) for s in _completion_sql())
+
+
+def _completion_sql() -> tuple[Any, ...]:
+    """The transitions these make are checked against the state machine here."""
     check_task_transition(TaskStatus.ACTIVE, TaskStatus.COMPLETED)
     check_job_transition(JobStatus.ACTIVE, JobStatus.COMPLETED)
     check_job_transition(JobStatus.QUEUED, JobStatus.COMPLETED)
@@ -110,8 +131,105 @@ def _completion_statements() -> tuple[FastStatement, ...]:
             col(Task.pending_dependencies) == 0,
         )
     )
-    lock_job = update(Job).where(col(Job.id) == bindparam("job")).values(updated_at=now)
-    return tuple(FastStatement(s) for s in (lock_job, finish, settle, idle, unblocked))
+    return finish, settle, idle, unblocked
+
+
+@cache
+def _postgres_completion() -> tuple[FastStatement, FastStatement]:
+    """PostgreSQL's completion, in two statements of one transaction: the job's row locked
+    with the check read, then the task finished, the job settled if that was its last task,
+    the runner marked idle and the dependents made runnable listed, as data-modifying CTEs.
+    The second statement's snapshot is taken once the lock is held, so it sees every other
+    completion of the job committed before; the task it finishes itself it does not see
+    finished, nor its dependents' counts lowered (by the trigger): the job is settled if no
+    other task is unfinished, and a dependent is unblocked whose count was one."""
+    finish, _, idle, _ = _completion_sql()
+    now = bindparam("now", type_=UTCDateTime())
+    of_task = select(col(Task.job_id)).where(col(Task.id) == bindparam("task")).scalar_subquery()
+    locked = (
+        update(Job)
+        .where(col(Job.id) == of_task)
+        .values(updated_at=now)
+        .returning(col(Job.id), col(Job.status))
+        .cte("locked")
+    )
+    finished = finish.returning(col(Task.id)).cte("finished")
+    others_unfinished = exists().where(
+        col(Task.job_id) == bindparam("job"),
+        col(Task.status) != TaskStatus.COMPLETED.value,
+        col(Task.id) != bindparam("task"),
+    )
+    settled = (
+        update(Job)
+        .where(
+            col(Job.id) == bindparam("job"),
+            col(Job.status).in_([s.value for s in JOB_RUNNABLE]),
+            exists(select(finished.c.id)),
+            not_(others_unfinished),
+        )
+        .values(
+            status=JobStatus.COMPLETED.value,
+            activity="all tasks completed",
+            updated_at=now,
+            finished_at=now,
+        )
+        .returning(col(Job.id))
+        .cte("settled")
+    )
+    idled = idle.returning(col(Runner.id)).cte("idled")
+    unblocked = (
+        select(func.array_agg(col(TaskDependency.task_id)))
+        .join(Task, col(Task.id) == col(TaskDependency.task_id))
+        .where(
+            col(TaskDependency.depends_on_id) == bindparam("task"),
+            col(Task.pending_dependencies) == 1,
+            exists(select(finished.c.id)),
+        )
+        .scalar_subquery()
+    )
+    finish_all = select(
+        select(func.count()).select_from(finished).scalar_subquery(),
+        select(func.count()).select_from(settled).scalar_subquery(),
+        unblocked,
+    ).add_cte(idled)
+    return FastStatement(_check(locked)), FastStatement(finish_all)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A completion: the tasks it made runnable, and its runner as it is now (idle, seen at
+    the completion), for the claim that may follow in the same request."""
+
+    unblocked: list[int]
+    runner: ClaimingRunner
+
+
+def _checked(
+    row: tuple[Any, ...] | None, runner_id: int, key: ApiKey, task_id: int, now: datetime
+) -> tuple[str, str, list[int], int, ClaimingRunner]:
+    """The check's row checked: the task's type, name, frames and job, and the runner idle."""
+    check_runner(runner_id, row is not None, row[0] if row else None, key)
+    assert row is not None
+    _, runner_name, task_runner_id, task_status, type_, name, frames, job_id, job_status = row[
+        :CHECKED
+    ]
+    check_active(task_id, runner_id, runner_name, task_runner_id, task_status, job_status)
+    runner = ClaimingRunner(*row[CHECKED:])
+    return type_, name, frames, job_id, replace(runner, status=RunnerStatus.IDLE, last_seen_at=now)
+
+
+def _check_delivered(conn: FastConnection, task_id: int, name: str, frames: list[int]) -> None:
+    """A render task completes only with every frame uploaded."""
+    delivered = {frame for (frame,) in conn.all(_delivered_frames(), {"task": task_id})}
+    missing = [frame for frame in frames if frame not in delivered]
+    if missing:
+        raise Conflict(
+            f"task {name} cannot complete: frames {missing} were never uploaded",
+            code="outputs_missing",
+        )
+
+
+CHANGED = "task {} changed while it was being completed; stop working on it"
 
 
 def finish_task(
@@ -120,28 +238,22 @@ def finish_task(
     runner_id: int,
     key: ApiKey,
     task_id: int,
-) -> list[int]:
-    """Complete the runner's task; returns the tasks that made runnable.
+) -> Finished:
+    """Complete the runner's task.
 
-    Checked by a read first (for a clear error), then written by a few statements whose own
-    conditions repeat the checks, so the write transaction holds SQLite's lock briefly.
+    On SQLite checked by a read first (for a clear error), then written by a few statements
+    whose own conditions repeat the checks, so the write transaction holds SQLite's lock
+    briefly; on PostgreSQL in two statements (``_postgres_completion``).
     """
+    now = utcnow()
+    if not is_sqlite(write_engine):
+        return _finish_on_postgresql(write_engine, runner_id, key, task_id, now)
     with transaction(engine) as conn:
         row = conn.first(completion_check(), {"runner": runner_id, "task": task_id})
-        check_runner(runner_id, row is not None, row[0] if row else None, key)
-        assert row is not None
-        _, runner_name, task_runner_id, task_status, type_, name, frames, job_id, job_status = row
-        check_active(task_id, runner_id, runner_name, task_runner_id, task_status, job_status)
+        type_, name, frames, job_id, runner = _checked(row, runner_id, key, task_id, now)
         if type_ == "blender":
-            delivered = {frame for (frame,) in conn.all(_delivered_frames(), {"task": task_id})}
-            missing = [frame for frame in frames if frame not in delivered]
-            if missing:
-                raise Conflict(
-                    f"task {name} cannot complete: frames {missing} were never uploaded",
-                    code="outputs_missing",
-                )
-    lock_job, finish, settle, idle, unblocked = _completion_statements()
-    now = utcnow()
+            _check_delivered(conn, task_id, name, frames)
+    finish, settle, idle, unblocked = _completion_statements()
     params = {
         "task": task_id,
         "runner": runner_id,
@@ -150,14 +262,33 @@ def finish_task(
         "now": now,
     }
     with transaction(write_engine, write=True) as conn:
-        if not is_sqlite(write_engine):  # (SQLite's write lock already serialises everything)
-            # Take the job's row first: two runners finishing the last two tasks would
-            # otherwise each see the other's task unfinished, and the job never complete.
-            conn.rowcount(lock_job, params)
         if conn.rowcount(finish, params) != 1:
-            changed = f"task {task_id} changed while it was being completed; stop working on it"
-            raise Conflict(changed, code="task_not_active")
+            raise Conflict(CHANGED.format(task_id), code="task_not_active")
         if conn.rowcount(settle, params):
             log.info("job %s completed", job_id)
         conn.rowcount(idle, params)
-        return [task for (task,) in conn.all(unblocked, params)]
+        made_runnable = [task for (task,) in conn.all(unblocked, params)]
+    return Finished(made_runnable, runner)
+
+
+def _finish_on_postgresql(
+    engine: Engine, runner_id: int, key: ApiKey, task_id: int, now: datetime
+) -> Finished:
+    lock_and_check, finish_all = _postgres_completion()
+    params: dict[str, Any] = {"task": task_id, "runner": runner_id, "now": now}
+    with transaction(engine, write=True) as conn:
+        # The job's row first: two runners finishing the last two tasks would otherwise each
+        # see the other's task unfinished, and the job never complete.
+        row = conn.first(lock_and_check, params)
+        type_, name, frames, job_id, runner = _checked(row, runner_id, key, task_id, now)
+        if type_ == "blender":
+            _check_delivered(conn, task_id, name, frames)
+        params.update(job=job_id, frames_done=len(frames))
+        result = conn.first(finish_all, params)
+        assert result is not None
+        finished, settled, made_runnable = result
+        if finished != 1:
+            raise Conflict(CHANGED.format(task_id), code="task_not_active")
+    if settled:
+        log.info("job %s completed", job_id)
+    return Finished(list(made_runnable or []), runner)

@@ -30,7 +30,9 @@ _HOLDS_WRITER = "framefarm_holds_writer"
 _WRITERS: weakref.WeakKeyDictionary[Pool, threading.Lock] = weakref.WeakKeyDictionary()
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(
+    url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 20
+) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -43,7 +45,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    engine = create_engine(url, echo=echo, pool_size=10, max_overflow=20)
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow)
     _ping_after_idle(engine)
     return engine
 

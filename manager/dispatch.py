@@ -8,16 +8,29 @@ compiled once (``manager.fastsql``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Integer, String, bindparam, case, cast, func, select, update
+from sqlalchemy import (
+    Engine,
+    Integer,
+    String,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlmodel import Session, col
 
+from manager.db import is_sqlite
 from manager.errors import Conflict, Forbidden, NotFound
 from manager.fastsql import FastConnection, FastStatement, Params, transaction
 from manager.models import (
@@ -29,7 +42,7 @@ from manager.models import (
     UTCDateTime,
     utcnow,
 )
-from manager.scheduler import ClaimingRunner, any_task_runnable, claim_next_task
+from manager.scheduler import ClaimingRunner, any_task_runnable, claim
 from manager.schemas import ClaimedJob, ClaimedTask, JobFilePublic, ProgressReply, TaskProgress
 from shared.wire import JobStatus, RunnerStatus, TaskStatus
 
@@ -163,14 +176,16 @@ def attempt_claim(
     stale = runner.status != RunnerStatus.IDLE or not (
         runner.last_seen_at is not None and now - runner.last_seen_at < FRESH
     )
-    task_id = claim_next_task(
+    claimed = claim(
         engine, runner, lease_seconds=lease_seconds, now=now, seen=stale, warm_job_id=warm_job_id
     )
-    if task_id is None:
+    if claimed is None:
         if stale:
             runner.status, runner.last_seen_at = RunnerStatus.IDLE.value, now
         return runner, None, woken and any_task_runnable(engine)
-    return runner, claimed_task(engine, task_id), False
+    if claimed.details is not None:  # (PostgreSQL: read by the claim itself)
+        return runner, _claimed_task(claimed.task_id, *claimed.details), False
+    return runner, claimed_task(engine, claimed.task_id), False
 
 
 @cache
@@ -204,9 +219,32 @@ def claimed_task(engine: Engine, task_id: int) -> ClaimedTask:
     with transaction(engine) as conn:
         row = conn.first(task_query, {"task": task_id})
         assert row is not None
-        name, type_, frames, commands, attempts, job_id, job_name = row[:7]
-        priority, blend_file, blender_version, settings = row[7:]
-        files = conn.all(files_query, {"job": job_id})
+        files = conn.all(files_query, {"job": row[5]})
+    name, type_, frames, commands, attempts, job_id = row[:6]
+    job_name, priority, blend_file, blender_version, settings = row[6:]
+    return _claimed_task(
+        task_id, job_id, name, type_, frames, commands, attempts,
+        job_name, priority, blend_file, blender_version, settings, files,
+    )  # fmt: skip
+
+
+def _claimed_task(
+    task_id: int,
+    job_id: int,
+    name: str,
+    type_: str,
+    frames: list[int],
+    commands: list[Any],
+    attempts: int,
+    job_name: str,
+    priority: int,
+    blend_file: str,
+    blender_version: str,
+    settings: dict[str, Any],
+    files: Sequence[Sequence[Any]],
+) -> ClaimedTask:
+    """The answer to a claim: the columns of ``scheduler.CLAIMED_TASK_COLUMNS`` and
+    ``CLAIMED_JOB_COLUMNS``, and the job's files as (path, sha256, size)."""
     return ClaimedTask(
         id=task_id,
         name=name,
@@ -241,6 +279,18 @@ STOPPING = [
 
 @cache
 def _heartbeat_statements() -> tuple[FastStatement, FastStatement, FastStatement, FastStatement]:
+    key_of, mark_seen, extend, stopping = _heartbeat_sql()
+    return (
+        FastStatement(key_of),
+        FastStatement(mark_seen),
+        FastStatement(extend),
+        FastStatement(stopping),
+    )
+
+
+def _heartbeat_sql() -> tuple[Any, Any, Any, Any]:
+    """Built afresh for each use (a statement that has been run keeps the columns it had
+    then, and one built on it would inherit them)."""
     now = bindparam("now", type_=UTCDateTime())
     key_of = select(col(Runner.api_key_id)).where(col(Runner.id) == bindparam("runner"))
     mark_seen = (
@@ -281,12 +331,7 @@ def _heartbeat_statements() -> tuple[FastStatement, FastStatement, FastStatement
         )
         .order_by(col(Task.id))
     )
-    return (
-        FastStatement(key_of),
-        FastStatement(mark_seen),
-        FastStatement(extend),
-        FastStatement(stopping),
-    )
+    return key_of, mark_seen, extend, stopping
 
 
 def _alive_params(runner_id: int, lease_seconds: float) -> dict[str, Any]:
@@ -307,10 +352,41 @@ def _mark_alive(conn: FastConnection, runner_id: int, key: ApiKey, params: Param
     conn.rowcount(extend, params)
 
 
+def _alive_in_one(key_matches: Any, skip_task: Any = None) -> tuple[Any, Any]:
+    """``_mark_alive`` as two data-modifying CTEs of a PostgreSQL statement: the runner
+    marked seen if ``key_matches``, and then the leases of its tasks (but ``skip_task``)."""
+    _, mark_seen, extend, _ = _heartbeat_sql()
+    seen = mark_seen.where(key_matches).returning(col(Runner.id)).cte("seen")
+    extend_sql = extend.where(exists(select(seen.c.id)))
+    if skip_task is not None:
+        extend_sql = extend_sql.where(col(Task.id) != skip_task)
+    return seen, extend_sql.cte("extended")
+
+
+@cache
+def _postgres_beat() -> FastStatement:
+    """The heartbeat as one PostgreSQL statement: the runner's key, and (with the right key)
+    the runner seen, its leases extended and the tasks it must stop."""
+    *_, stopping = _heartbeat_sql()
+    seen, extended = _alive_in_one(col(Runner.api_key_id) == bindparam("key_id"))
+    stop = select(func.array_agg(stopping.subquery().c.id)).scalar_subquery()
+    return FastStatement(
+        select(col(Runner.api_key_id), stop)
+        .where(col(Runner.id) == bindparam("runner"))
+        .add_cte(seen, extended)
+    )
+
+
 def beat(engine: Engine, runner_id: int, key: ApiKey, lease_seconds: float) -> list[int]:
     """A heartbeat: the runner is online, its leases extended; the tasks it must stop now."""
     *_, stopping = _heartbeat_statements()
     params = _alive_params(runner_id, lease_seconds)
+    if not is_sqlite(engine):  # one round trip
+        with transaction(engine, write=True, alone=True) as conn:
+            row = conn.first(_postgres_beat(), {**params, "key_id": key.id})
+        check_runner(runner_id, row is not None, row[0] if row else None, key)
+        assert row is not None
+        return sorted(row[1] or [])
     with transaction(engine, write=True) as conn:
         _mark_alive(conn, runner_id, key, params)
         return [task_id for (task_id,) in conn.all(stopping, params)]
@@ -321,6 +397,12 @@ GONE = "the task was canceled or handed to another runner"
 
 @cache
 def _progress_statements() -> tuple[FastStatement, FastStatement]:
+    task, record = _progress_sql()
+    return FastStatement(task), FastStatement(record)
+
+
+def _progress_sql() -> tuple[Any, Any]:
+    """Built afresh for each use (see ``_heartbeat_sql``)."""
     task = (
         select(
             col(Task.runner_id),
@@ -347,7 +429,62 @@ def _progress_statements() -> tuple[FastStatement, FastStatement]:
             last_progress_at=now,
         )
     )
-    return FastStatement(task), FastStatement(record)
+    return task, record
+
+
+@cache
+def _postgres_progress() -> FastStatement:
+    """The progress report as one PostgreSQL statement: the runner's key and the task's row
+    (as ``_progress_statements`` reads them), and, with the right key, the runner seen, its
+    other tasks' leases extended, and this one's extended with its frames done and activity
+    recorded, if it is the runner's and active (the record only while its job goes on)."""
+    task_row, _ = _progress_sql()
+    seen, extended = _alive_in_one(
+        col(Runner.api_key_id) == bindparam("key_id"), skip_task=bindparam("task")
+    )
+    task = task_row.subquery("task")
+    goes_on = exists().where(col(Job.id) == col(Task.job_id), col(Job.status).not_in(STOPPING))
+    now = bindparam("now", type_=UTCDateTime())
+
+    def while_going(value: Any, column: Any) -> Any:
+        return case((goes_on, value), else_=column)
+
+    reported = func.coalesce(
+        cast(bindparam("frames_done", type_=Integer()), Integer), col(Task.frames_done)
+    )
+    recorded = (
+        update(Task)
+        .where(
+            col(Task.id) == bindparam("task"),
+            col(Task.runner_id) == bindparam("runner"),
+            col(Task.status) == TaskStatus.ACTIVE.value,
+            exists(select(seen.c.id)),
+        )
+        .values(
+            lease_expires_at=bindparam("lease_expires_at", type_=UTCDateTime()),
+            frames_done=while_going(
+                func.least(reported, func.json_array_length(col(Task.frames))),
+                col(Task.frames_done),
+            ),
+            activity=while_going(
+                func.coalesce(
+                    cast(bindparam("activity", type_=String()), String), col(Task.activity)
+                ),
+                col(Task.activity),
+            ),
+            updated_at=while_going(now, col(Task.updated_at)),
+            last_progress_at=while_going(now, col(Task.last_progress_at)),
+        )
+        .returning(col(Task.id))
+        .cte("recorded")
+    )
+    return FastStatement(
+        select(col(Runner.api_key_id), *task.c)
+        .select_from(Runner)
+        .outerjoin(task, literal(True))
+        .where(col(Runner.id) == bindparam("runner"))
+        .add_cte(seen, extended, recorded)
+    )
 
 
 def report_progress(
@@ -363,6 +500,8 @@ def report_progress(
     activity and log recorded; the answer says whether to keep running it."""
     task_row, record = _progress_statements()
     params = {**_alive_params(runner_id, lease_seconds), "task": task_id}
+    if not is_sqlite(engine):  # one round trip
+        return _progress_on_postgresql(engine, runner_id, key, task_id, report, params, log_path)
     with transaction(engine, write=True) as conn:
         _mark_alive(conn, runner_id, key, params)
         found = conn.first(task_row, params)
@@ -377,6 +516,31 @@ def report_progress(
         frames_done = None if report.frames_done is None else min(report.frames_done, len(frames))
         params.update(frames_done=frames_done, activity=report.activity)
         conn.rowcount(record, params)
+    return ProgressReply(keep_running=True)
+
+
+def _progress_on_postgresql(
+    engine: Engine,
+    runner_id: int,
+    key: ApiKey,
+    task_id: int,
+    report: TaskProgress,
+    params: dict[str, Any],
+    log_path: Callable[[int, int], Path],
+) -> ProgressReply:
+    params.update(key_id=key.id, frames_done=report.frames_done, activity=report.activity)
+    with transaction(engine, write=True, alone=True) as conn:
+        row = conn.first(_postgres_progress(), params)
+    check_runner(runner_id, row is not None, row[0] if row else None, key)
+    assert row is not None
+    task_runner, task_status, job_id, _, job_status = row[1:]
+    if task_runner != runner_id or task_status != TaskStatus.ACTIVE:
+        return ProgressReply(keep_running=False, reason=GONE)
+    if report.log:
+        append_log(log_path(job_id, task_id), report.log)
+    stop = stop_reason(job_status)
+    if stop is not None:
+        return ProgressReply(keep_running=False, reason=stop)
     return ProgressReply(keep_running=True)
 
 

@@ -30,7 +30,7 @@ from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Engine
 
-from manager.db import is_sqlite
+from manager.db import is_sqlite, make_engine
 from manager.fastsql import WouldWait, without_waiting
 
 P = ParamSpec("P")
@@ -40,8 +40,11 @@ POSTGRES_THREADS = 4
 
 
 class HotLane:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, write_engine: Engine | None = None) -> None:
         self.inline = is_sqlite(engine)
+        # On PostgreSQL the lane has connections of its own (see ``own_engine``).
+        self.engine = engine if self.inline else own_engine(engine)
+        self.write_engine = (write_engine or engine) if self.inline else self.engine
         self._executor = ThreadPoolExecutor(
             1 if self.inline else POSTGRES_THREADS, thread_name_prefix="hot-lane"
         )
@@ -81,3 +84,13 @@ class HotLane:
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._claims is not None:
             self._claims.shutdown(wait=False, cancel_futures=True)
+            self.engine.dispose()
+
+
+def own_engine(engine: Engine) -> Engine:
+    """A pool for the lane's threads alone."""
+    return make_engine(
+        engine.url.render_as_string(hide_password=False),
+        pool_size=POSTGRES_THREADS + 1,
+        max_overflow=POSTGRES_THREADS,
+    )

@@ -12,7 +12,7 @@ from functools import cache
 from sqlalchemy import Engine, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
-from manager.completion import completion_check
+from manager.completion import CHECKED, completion_check
 from manager.dispatch import check_active, check_runner
 from manager.fastsql import FastStatement, transaction
 from manager.models import ApiKey, Output, UTCDateTime, utcnow
@@ -24,7 +24,7 @@ def job_of_active_task(engine: Engine, runner_id: int, key: ApiKey, task_id: int
         row = conn.first(completion_check(), {"runner": runner_id, "task": task_id})
     check_runner(runner_id, row is not None, row[0] if row else None, key)
     assert row is not None
-    _, runner_name, task_runner_id, task_status, _, _, _, job_id, job_status = row
+    _, runner_name, task_runner_id, task_status, _, _, _, job_id, job_status = row[:CHECKED]
     check_active(task_id, runner_id, runner_name, task_runner_id, task_status, job_status)
     return int(job_id)
 

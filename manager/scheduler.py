@@ -35,6 +35,7 @@ from manager.models import (
     RUNNABLE_JOB_STATES,
     Job,
     JobBlocklist,
+    JobFile,
     JobPin,
     Runner,
     Task,
@@ -311,7 +312,11 @@ def _mark_runner(status: RunnerStatus) -> Update:
 def _claim_in_one(candidates: Select[Any]) -> Select[Any]:
     """The claim, its job started and its runner marked working, as one PostgreSQL statement
     (data-modifying CTEs): one round trip, atomic without a transaction around it."""
-    claimed = _claim(candidates).cte("claimed")
+    claimed = (
+        _claim(candidates)
+        .returning(*(col(getattr(Task, name)) for name in CLAIMED_TASK_COLUMNS))
+        .cte("claimed")
+    )
     started = (
         _start_job()
         .where(col(Job.id).in_(select(claimed.c.job_id)))
@@ -324,7 +329,35 @@ def _claim_in_one(candidates: Select[Any]) -> Select[Any]:
         .returning(col(Runner.id))
         .cte("marked")
     )
-    return select(claimed.c.id, claimed.c.job_id).add_cte(started, marked)
+    files = (
+        select(
+            func.coalesce(
+                func.json_agg(
+                    func.json_build_array(col(JobFile.path), col(JobFile.sha256), col(JobFile.size))
+                ),
+                literal_column("'[]'::json"),
+            )
+        )
+        .where(col(JobFile.job_id) == claimed.c.job_id)
+        .scalar_subquery()
+    )
+    # What the runner is told of its task (``manager.dispatch.claimed_task``), in the same
+    # trip; the job's columns read here are not among those its start changes.
+    return (
+        select(
+            claimed.c.id,
+            claimed.c.job_id,
+            *(claimed.c[name] for name in CLAIMED_TASK_COLUMNS),
+            *(col(getattr(Job, name)) for name in CLAIMED_JOB_COLUMNS),
+            files,
+        )
+        .select_from(claimed.join(Job, col(Job.id) == claimed.c.job_id))
+        .add_cte(started, marked)
+    )
+
+
+CLAIMED_TASK_COLUMNS = ("name", "type", "frames", "commands", "attempts")
+CLAIMED_JOB_COLUMNS = ("name", "priority", "blend_file", "blender_version", "settings")
 
 
 @cache
@@ -360,19 +393,48 @@ def claim_next_task(
 ) -> int | None:
     """Atomically give the best runnable task to ``runner``; return its id or None.
 
+    As ``claim``, which says how."""
+    claimed = claim(
+        engine, runner, lease_seconds=lease_seconds, now=now, seen=seen, warm_job_id=warm_job_id
+    )
+    return claimed.task_id if claimed is not None else None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A task claimed, and on PostgreSQL what the runner is told of it (the claim's own row
+    past the task's id: its job's id, the columns ``CLAIMED_TASK_COLUMNS`` and
+    ``CLAIMED_JOB_COLUMNS`` name, then the job's files as ``[path, sha256, size]`` lists)."""
+
+    task_id: int
+    details: tuple[Any, ...] | None = None
+
+
+def claim(
+    engine: Engine,
+    runner: Runner | ClaimingRunner,
+    *,
+    lease_seconds: float,
+    now: datetime | None = None,
+    seen: bool = False,
+    warm_job_id: int | None = None,
+) -> Claimed | None:
+    """Atomically give the best runnable task to ``runner``, or None.
+
     One ``UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING`` in a write transaction
     (its SELECT finds the best job first, then its first task; see ``best_job_first_task``):
     ``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two runners
     never get the same task and neither waits on the other's row. The runner is marked
     working (and seen now); with ``seen``, a runner that gets nothing is marked idle and
     seen now, in the same transaction (on PostgreSQL the claim, its job's start and the
-    runner's mark are one statement instead: ``_claim_in_one``). Among jobs of equal
-    priority, ``warm_job_id`` (the job the runner keeps a Blender session for) goes first.
+    runner's mark are one statement instead: ``_claim_in_one``, which also returns what the
+    runner is told of the task). Among jobs of equal priority, ``warm_job_id`` (the job the
+    runner keeps a Blender session for) goes first.
     """
     if not runner.enabled:
         return None
     now = now or utcnow()
-    claim, start_job, mark_working, mark_idle = _claim_statements()
+    claim_, start_job, mark_working, mark_idle = _claim_statements()
     params = {
         **runner_params(runner),
         "now": now,
@@ -391,7 +453,7 @@ def claim_next_task(
     if not is_sqlite(engine):
         return _claim_on_postgresql(engine, runner, params, seen, mark_idle)
     with transaction(engine, write=True) as conn:
-        row = conn.first(claim, params)
+        row = conn.first(claim_, params)
         if row is None:
             if seen:
                 conn.rowcount(mark_idle, {"runner_id": runner.id, "now": now})
@@ -400,7 +462,7 @@ def claim_next_task(
         conn.rowcount(start_job, {"job_id": job_id, "now": now})
         conn.rowcount(mark_working, {"runner_id": runner.id, "now": now})
     assert task_id is not None
-    return int(task_id)
+    return Claimed(int(task_id))
 
 
 def _claim_on_postgresql(
@@ -409,11 +471,11 @@ def _claim_on_postgresql(
     params: dict[str, Any],
     seen: bool,
     mark_idle: FastStatement,
-) -> int | None:
-    """``claim_next_task`` in statements that are each atomic alone: no BEGIN and COMMIT."""
-    claim, claim_any = _postgres_claims()
+) -> Claimed | None:
+    """``claim`` in statements that are each atomic alone: no BEGIN and COMMIT."""
+    claim_best, claim_any = _postgres_claims()
     with transaction(engine, write=True, alone=True) as conn:
-        row = conn.first(claim, params)
+        row = conn.first(claim_best, params)
         if row is None:
             # The best job's tasks may all be locked by runners claiming them this instant
             # (in another manager: this one's claims take turns): then look at every runnable
@@ -423,4 +485,4 @@ def _claim_on_postgresql(
             if seen:
                 conn.rowcount(mark_idle, {"runner_id": runner.id, "now": params["now"]})
             return None
-    return int(row[0])
+    return Claimed(int(row[0]), tuple(row[1:]))

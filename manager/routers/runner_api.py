@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from starlette.datastructures import State
 
-from manager.completion import finish_task
+from manager.completion import Finished, finish_task
 from manager.db import session_scope
 from manager.deps import RunnerKeyDep, SessionDep, SettingsDep, StorageDep, WorkSignalDep
 from manager.dispatch import (
@@ -121,7 +121,7 @@ async def heartbeat(runner_id: RowId, key: RunnerKeyDep, request: Request) -> He
 async def runner_heartbeat(state: State, runner_id: int, key: ApiKey) -> HeartbeatReply:
     """The heartbeat (shared with ``manager.fast_lane``)."""
     stop = await state.hot_lane.run(
-        beat, state.write_engine, runner_id, key, state.settings.runner_timeout
+        beat, state.hot_lane.write_engine, runner_id, key, state.settings.runner_timeout
     )
     return HeartbeatReply(canceled_tasks=stop)
 
@@ -169,16 +169,17 @@ async def long_poll_claim(
     signal: WorkSignal = state.work_signal
     deadline = time.monotonic() + max(0.0, min(wait, MAX_CLAIM_WAIT))
     unblocked: list[int] = []
-    if completed is not None:
-        unblocked = await _finish(state, runner_id, key, completed)
     runner: ClaimingRunner | None = None
+    if completed is not None:
+        finished = await _finish(state, runner_id, key, completed)
+        unblocked, runner = finished.unblocked, finished.runner
     woken_with: int | None = None
     while True:
         ticket = signal.ticket()  # queue up before looking, so no wake-up is missed
         with state.metrics.claim_seconds.time():
             runner, task, others_may = await state.hot_lane.run_claim(
                 attempt_claim,
-                state.engine,
+                state.hot_lane.engine,
                 runner_id,
                 key,
                 runner,
@@ -241,7 +242,7 @@ async def runner_progress(
     """The progress report (shared with ``manager.fast_lane``)."""
     return await state.hot_lane.run(
         report_progress,
-        state.write_engine,
+        state.hot_lane.write_engine,
         runner_id,
         key,
         task_id,
@@ -269,7 +270,9 @@ async def upload_output(
     expected = x_checksum_sha256.lower()
     if not is_sha256(expected):
         raise InvalidInput("X-Checksum-SHA256 must be a hex SHA-256", code="invalid_checksum")
-    job_id = await state.hot_lane.run(job_of_active_task, state.engine, runner_id, key, task_id)
+    job_id = await state.hot_lane.run(
+        job_of_active_task, state.hot_lane.engine, runner_id, key, task_id
+    )
     with storage.temp_file() as (temp, temp_path):
         sha256, size = await storage.stream_to_temp(
             request.stream(), temp, max_bytes=settings.max_upload_bytes
@@ -281,7 +284,7 @@ async def upload_output(
             )
         await run_in_threadpool(storage.commit_output, temp_path, job_id, clean)
     await state.hot_lane.run(
-        record_output, state.write_engine, job_id, task_id, clean, x_frame, size, sha256
+        record_output, state.hot_lane.write_engine, job_id, task_id, clean, x_frame, size, sha256
     )
     return {"name": clean, "size": size, "sha256": sha256}
 
@@ -297,17 +300,16 @@ async def complete(
 
 async def complete_task(state: State, runner_id: int, key: ApiKey, task_id: int) -> None:
     """Complete the task and wake runners for what it unblocked (shared with the fast lane)."""
-    unblocked = await _finish(state, runner_id, key, task_id)
-    state.work_signal.notify(len(unblocked))
+    finished = await _finish(state, runner_id, key, task_id)
+    state.work_signal.notify(len(finished.unblocked))
 
 
-async def _finish(state: State, runner_id: int, key: ApiKey, task_id: int) -> list[int]:
-    """Complete the runner's task; the tasks that made runnable."""
-    unblocked = await state.hot_lane.run(
-        finish_task, state.engine, state.write_engine, runner_id, key, task_id
-    )
+async def _finish(state: State, runner_id: int, key: ApiKey, task_id: int) -> Finished:
+    """Complete the runner's task."""
+    lane = state.hot_lane
+    finished = await lane.run(finish_task, lane.engine, lane.write_engine, runner_id, key, task_id)
     state.metrics.tasks_completed.inc()
-    return unblocked
+    return finished
 
 
 @router.post("/{runner_id}/tasks/{task_id}/fail", status_code=204)
