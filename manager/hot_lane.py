@@ -84,11 +84,14 @@ class HotLane:
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._claims is not None:
             self._claims.shutdown(wait=False, cancel_futures=True)
+        if not self.inline:  # (the lane's own pool)
             self.engine.dispose()
 
 
 def own_engine(engine: Engine) -> Engine:
-    """A pool for the lane's threads alone."""
+    """A pool for the lane's threads alone (its four, and the claims' one): the web page's
+    sessions, which end with a ROLLBACK and may deallocate prepared statements, never touch
+    the connections the hot statements are prepared on."""
     return make_engine(
         engine.url.render_as_string(hide_password=False),
         pool_size=POSTGRES_THREADS + 1,
