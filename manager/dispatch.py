@@ -545,6 +545,16 @@ def _progress_on_postgresql(
 
 
 def append_log(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Add ``lines`` to a task's log; its folder is made by the first report only (every
+    report with log lines comes here, so no mkdir each time)."""
+    text = "".join(line.rstrip("\n") + "\n" for line in lines)
+    try:
+        _append(path, text)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _append(path, text)
+
+
+def _append(path: Path, text: str) -> None:
     with open(path, "a", encoding="utf-8") as f:
-        f.writelines(line.rstrip("\n") + "\n" for line in lines)
+        f.write(text)

@@ -71,7 +71,7 @@ def websocket_user(websocket: WebSocket, session: Session) -> User:
             )
         if not _same_origin(websocket):
             raise Forbidden("a page of another site may not use your session", code="csrf_failed")
-        user = session.get(User, find_session(session, token).user_id)
+        user = find_session(session, token)[1]
     if user is None:
         raise Unauthorized("the user no longer exists", code="invalid_api_key")
     return user

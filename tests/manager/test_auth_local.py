@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import Engine, event
 from sqlmodel import Session, select, update
 
 from manager.auth.models import AuthSession, LoginAttempt
@@ -228,3 +229,23 @@ def test_a_session_acts_as_its_user_for_jobs(farm: Farm):
         admin.post(f"/api/jobs/{their_id}/pause", headers={CSRF_HEADER: admin_csrf}).status_code
         == 200
     )
+
+
+def test_a_signed_in_request_reads_its_session_and_its_user_in_one_query(farm: Farm):
+    client, _ = signed_in_browser(farm, "artist@example.com")
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.split()).lower())
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        me = client.get("/api/auth/me")
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert me.status_code == 200, me.text
+    assert me.json()["user"]["email"] == "artist@example.com"
+    asks_for_session = [s for s in statements if "from auth_sessions" in s]
+    assert len(asks_for_session) == 1, statements
+    assert "join users" in asks_for_session[0]
+    assert not any(s.startswith("select") and "from users where" in s for s in statements)
