@@ -59,8 +59,9 @@ def prepare_database(db: str) -> tuple[str, str, str]:
 
 
 @contextmanager
-def running_manager(workdir: Path, db: str | None = None) -> Iterator[Manager]:
-    """A real manager (uvicorn) in its own process, as a studio would run it."""
+def running_manager(workdir: Path, db: str | None = None, workers: int = 1) -> Iterator[Manager]:
+    """A real manager (uvicorn) in its own process, or ``workers`` of them on one port, as a
+    studio would run it."""
     workdir.mkdir(parents=True, exist_ok=True)
     db = db or str(workdir / "framefarm.db")
     url, runner_key, user_key = prepare_database(db)
@@ -84,6 +85,8 @@ def running_manager(workdir: Path, db: str | None = None) -> Iterator[Manager]:
             str(workdir / "storage"),
             "--log-level",
             "WARNING",
+            "--workers",
+            str(workers),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -221,12 +221,15 @@ def main() -> None:
         "--work-ms", type=float, default=2000.0, help="simulated work per task (a short frame)"
     )
     parser.add_argument("--db", help="database (default: SQLite in the work folder)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="manager processes (more than one: PostgreSQL)"
+    )
     parser.add_argument("--workdir", type=Path, help="keep the manager's files and log here")
     args = parser.parse_args()
     console = Console(width=max(140, Console().width))
     with (
         tempfile.TemporaryDirectory() as tmp,
-        running_manager(args.workdir or Path(tmp), args.db) as manager,
+        running_manager(args.workdir or Path(tmp), args.db, args.workers) as manager,
     ):
         job_ids = create_jobs(manager.db_url, args.jobs, args.tasks)
         load_before = os.getloadavg()[0]

@@ -20,6 +20,7 @@ from manager.errors import install_error_handlers
 from manager.fast_lane import RunnerFastLane
 from manager.hot_lane import HotLane
 from manager.job_types import JobTypes
+from manager.logs import configure_logging
 from manager.metrics import FarmMetrics
 from manager.routers import (
     admin,
@@ -117,6 +118,13 @@ def create_app(settings: ManagerSettings | None = None) -> FastAPI:
     app.include_router(admin.router)
     install_web(app)
     return app
+
+
+def create_worker_app() -> FastAPI:
+    """One of several manager processes (``--workers``), its settings from the environment."""
+    settings = ManagerSettings()
+    configure_logging(settings.log_level, settings.log_file, settings.verbose)
+    return create_app(settings)
 
 
 async def _sweep_forever(app: FastAPI) -> None:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 from typing import Any
+
+from pydantic import SecretStr
 
 from manager.apikeys import create_api_key
 from manager.blender_cli import add_blender_parser, run_blender
 from manager.config_cli import add_config_parser, run_config
-from manager.db import make_engine, migrate, session_scope
+from manager.db import is_sqlite, make_engine, migrate, session_scope
 from manager.errors import FarmError
 from manager.logs import configure_logging
+from manager.metrics import MULTIPROCESS_DIR
 from manager.settings import ManagerSettings
 from manager.users import create_user, get_user_by_email
 from shared.wire import ApiKeyScope
@@ -21,6 +27,12 @@ KEEP_ALIVE_SECONDS = 75
 SETTING_FLAGS = {
     "port": ("--port", int, "TCP port (FRAMEFARM_PORT, default 8080)"),
     "host": ("--host", str, "listen address (FRAMEFARM_HOST, default 0.0.0.0)"),
+    "workers": (
+        "--workers",
+        int,
+        "manager processes on the one port; more than one needs PostgreSQL "
+        "(FRAMEFARM_WORKERS, default 1)",
+    ),
     "db": ("--db", str, "SQLite path or SQLAlchemy URL (FRAMEFARM_DB, default framefarm.db)"),
     "storage": ("--storage", str, "storage folder (FRAMEFARM_STORAGE)"),
     "log_file": ("--log-file", str, "also log to this file (FRAMEFARM_LOG_FILE)"),
@@ -114,18 +126,60 @@ def run(args: argparse.Namespace) -> int:
 def serve(settings: ManagerSettings) -> int:
     import uvicorn
 
-    from manager.app import create_app
-
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=settings.verbose,
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": settings.verbose,
         # Longer than clients keep an idle connection (httpx: 5 s) and than proxies do (60 s):
         # with equal timeouts a client may send a request on a connection the manager is
         # closing at that very moment, and the runner sees a ReadError.
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+    }
+    if settings.workers == 1:
+        from manager.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    engine = make_engine(settings.database_url)
+    try:
+        if is_sqlite(engine):
+            print(
+                f"error: --workers {settings.workers} needs PostgreSQL (--db postgresql+psycopg://…):"
+                " on SQLite the processes could not wake each other's waiting runners;"
+                " run one worker",
+                file=sys.stderr,
+            )
+            return 2
+        # Once here, not in every worker at the same instant.
+        migrate(engine)
+    finally:
+        engine.dispose()
+    # The workers are fresh interpreters that read their settings as this one did: from the
+    # environment, where the command line's flags are written for them; their metrics are
+    # counted in files in a folder of this run's own, so a scrape sees every worker's.
+    os.environ.update(settings_environment(settings))
+    metrics = tempfile.mkdtemp(prefix="framefarm-metrics-")
+    os.environ[MULTIPROCESS_DIR] = metrics
+    try:
+        uvicorn.run(
+            "manager.app:create_worker_app", factory=True, workers=settings.workers, **options
+        )
+    finally:
+        shutil.rmtree(metrics, ignore_errors=True)
     return 0
+
+
+def settings_environment(settings: ManagerSettings) -> dict[str, str]:
+    """The ``FRAMEFARM_*`` variables that give another process these settings."""
+    values: dict[str, str] = {}
+    for name in ManagerSettings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        values[f"FRAMEFARM_{name.upper()}"] = str(value)
+    return values

@@ -15,6 +15,12 @@ class ManagerSettings(BaseSettings):
 
     port: int = Field(8080, ge=1, le=65535, description="TCP port the manager listens on")
     host: str = Field("0.0.0.0", description="address the manager listens on")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="manager processes serving the one port; more than one needs PostgreSQL",
+    )
     db: str = Field(
         "framefarm.db",
         description="a file path (SQLite) or a SQLAlchemy URL such as postgresql+psycopg://…",

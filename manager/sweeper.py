@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlmodel import Session, col
 
 from manager.failures import fail_task
@@ -16,12 +16,19 @@ from manager.states import JOB_RUNNABLE, TASK_RUNNABLE
 from shared.wire import RunnerStatus, TaskStatus
 
 log = logging.getLogger(__name__)
+SWEEP_LOCK = 0x6666_7377
+"""PostgreSQL advisory lock key: one manager process sweeps at a time."""
 
 
 def sweep(session: Session, *, runner_timeout: float, now: datetime | None = None) -> list[int]:
     """One pass; returns the ids of tasks that became runnable again."""
     now = now or utcnow()
     changed: list[int] = []
+    if session.get_bind().dialect.name == "postgresql" and not session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SWEEP_LOCK}
+    ):
+        return changed  # another manager process is sweeping this very moment
+
     cutoff = now - timedelta(seconds=runner_timeout)
     silent = session.scalars(
         select(Runner).where(
@@ -79,7 +86,19 @@ def _active_tasks(session: Session, condition: object) -> list[Task]:
     return list(session.scalars(query).all())
 
 
+def _unchanged(session: Session, task: Task) -> bool:
+    """Lock the task's row and read it again: still active on the same runner, with neither
+    progress nor a heartbeat since it was read? (A completion, report or heartbeat between the
+    read and now wins; on SQLite the sweep's write transaction already keeps them out.)"""
+    seen = (task.runner_id, task.last_progress_at, task.lease_expires_at)
+    session.refresh(task, with_for_update=True)
+    now = (task.runner_id, task.last_progress_at, task.lease_expires_at)
+    return task.status == TaskStatus.ACTIVE.value and now == seen
+
+
 def _release(session: Session, task: Task, reason: str, changed: list[int]) -> None:
+    if not _unchanged(session, task):
+        return
     job = session.get(Job, task.job_id)
     assert job is not None
     release_task(session, task, job, reason=reason)
@@ -97,7 +116,7 @@ def _time_out_stuck_tasks(session: Session, now: datetime) -> list[int]:
         if not timeout or task.last_progress_at is None:
             continue
         silent_for = (now - task.last_progress_at).total_seconds()
-        if silent_for <= timeout:
+        if silent_for <= timeout or not _unchanged(session, task):
             continue
         job = session.get(Job, task.job_id)
         assert job is not None

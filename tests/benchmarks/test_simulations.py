@@ -40,10 +40,14 @@ def test_dispatch_benchmark_claims_every_task(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_load_benchmark_reports_no_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_load_benchmark_reports_no_errors(tmp_path: Path, database_url: str) -> None:
+    """On SQLite with one manager process, on PostgreSQL with two (``--workers``)."""
+    db = ("--db", database_url, "--workers", "2") if database_url.startswith("postgresql") else ()
     out = run_benchmark(
         "load",
         *("--runners", "8", "--viewers", "3", "--seconds", "6", "--jobs", "4", "--tasks", "5"),
+        *db,
         tmp_path=tmp_path,
     )
     assert "heartbeat" in out and "claim" in out
@@ -51,3 +55,5 @@ def test_load_benchmark_reports_no_errors(tmp_path: Path) -> None:
     assert rows, out
     errors = [int(line.strip("│ ").split("│")[-1].strip()) for line in rows]
     assert sum(errors) == 0, out
+    complete = next(line for line in rows if "complete + claim next" in line)
+    assert int(complete.strip("│ ").split("│")[1]) > 0, out  # runners did finish tasks

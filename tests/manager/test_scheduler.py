@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text, update
 from sqlmodel import Session, select
 
+from manager import sweeper as sweeper_module
 from manager.db import make_engine, migrate, session_scope
 from manager.errors import Conflict
 from manager.failures import fail_task
@@ -306,6 +307,53 @@ def test_silent_runner_goes_offline_and_its_tasks_are_requeued(engine: Engine):
         assert back is not None
         assert back.status == "queued" and back.runner_id is None
         assert "went offline" in back.activity
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_managers_sweeping_at_once_release_a_lost_task_once(engine: Engine):
+    """Several manager processes each sweep; the second to start skips its pass instead of
+    releasing the same task again (its attempt would be given back twice)."""
+    job_with_tasks(engine, tasks=1)
+    (node,) = runners(engine, "node")
+    task = claim(engine, node)
+    assert task is not None
+    later = utcnow() + timedelta(seconds=31)
+    with session_scope(engine) as first:
+        assert sweep(first, runner_timeout=30, now=later) == [task.id]
+        with session_scope(engine) as second:  # while the first has not committed
+            # without the sweep's lock this would wait for the first's rows: fail, not hang
+            second.execute(text("SET LOCAL lock_timeout = '3s'"))
+            assert sweep(second, runner_timeout=30, now=later) == []
+    with session_scope(engine) as third:  # the next pass finds nothing left to release
+        assert sweep(third, runner_timeout=30, now=later) == []
+    with Session(engine) as session:
+        back = session.get(Task, task.id)
+        assert back is not None and back.status == "queued" and back.attempts == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_sweep_leaves_alone_a_task_that_finished_after_it_looked(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+):
+    """On PostgreSQL a completion may commit between the sweep's read of a lost runner's tasks
+    and its release of them; the sweep reads the task again under a row lock first."""
+    job_with_tasks(engine, tasks=1)
+    (node,) = runners(engine, "node")
+    task = claim(engine, node)
+    assert task is not None
+    read_tasks = sweeper_module._active_tasks
+
+    def then_completed(session: Session, condition: object) -> list[Task]:
+        found = read_tasks(session, condition)
+        if found:
+            with engine.begin() as other:  # the runner's completion, committed meanwhile
+                other.execute(update(Task).where(Task.id == task.id).values(status="completed"))
+        return found
+
+    monkeypatch.setattr(sweeper_module, "_active_tasks", then_completed)
+    with session_scope(engine) as session:
+        assert sweep(session, runner_timeout=30, now=utcnow() + timedelta(seconds=31)) == []
+    assert status_of(engine, Task, task.id) == "completed"
 
 
 def test_task_without_progress_is_requeued_or_failed_per_policy(engine: Engine):

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,15 @@ from shared.wire import ApiKeyScope
 
 
 class RunnerFarm:
-    def __init__(self, root: Path) -> None:
+    """A real manager process and runner processes; the manager on SQLite in ``root``, or on
+    the database ``db`` names, started with ``manager_args`` added to its command line."""
+
+    def __init__(self, root: Path, db: str | None = None, manager_args: Sequence[str] = ()) -> None:
         self.root = root
-        self.db = root / "framefarm.db"
+        self.db = db or str(root / "framefarm.db")
+        self.manager_args = list(manager_args)
         self.storage = root / "storage"
-        engine = make_engine(database_url(str(self.db)))
+        engine = make_engine(database_url(self.db))
         migrate(engine)
         with session_scope(engine) as session:
             user = create_user(session, email="artist@example.com")
@@ -53,7 +57,8 @@ class RunnerFarm:
         with open(self.root / "manager.log", "ab") as log:
             self.manager = subprocess.Popen(
                 [sys.executable, "-m", "framefarm", "manager", "--host", "127.0.0.1"]
-                + ["--port", str(self.port), "--db", str(self.db), "--storage", str(self.storage)],
+                + ["--port", str(self.port), "--db", self.db, "--storage", str(self.storage)]
+                + self.manager_args,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
