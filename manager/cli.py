@@ -9,7 +9,7 @@ import sys
 import tempfile
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from manager.apikeys import create_api_key
 from manager.blender_cli import add_blender_parser, run_blender
@@ -85,7 +85,14 @@ def settings_from_args(args: argparse.Namespace) -> ManagerSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"])
+            flag = SETTING_FLAGS[name][0] + " or " if name in SETTING_FLAGS else ""
+            print(f"error: {flag}FRAMEFARM_{name.upper()}: {error['msg']}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_file, settings.verbose)
     try:
         if args.manager_action is None:

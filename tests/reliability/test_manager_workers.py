@@ -52,7 +52,7 @@ def test_two_workers_finish_a_job_though_one_is_killed_mid_job(
     tmp_path: Path, slow_scene: Path, database_url: str
 ) -> None:
     farm = RunnerFarm(tmp_path, db=database_url, manager_args=["--workers", "2"])
-    temp = tmp_path / "tmp"  # where the workers' metrics folder goes
+    temp = tmp_path / "tmp"  # where the workers' metrics folder goes (and Blender's files)
     temp.mkdir()
     farm.env["TMPDIR"] = str(temp)
     farm.start_manager()
@@ -85,11 +85,11 @@ def test_two_workers_finish_a_job_though_one_is_killed_mid_job(
         # counts again).
         completed = {completions(farm.url) for _ in range(8)}
         assert len(completed) == 1 and min(completed) >= 4, completed
-        assert [p.name for p in temp.iterdir()][0].startswith("framefarm-metrics-")
+        assert len(list(temp.glob("framefarm-metrics-*"))) == 1
     finally:
         farm.close()
     assert not workers_of(supervisor), "the workers outlived their manager"
-    assert not list(temp.iterdir()), "the metrics folder outlived the manager"
+    assert not list(temp.glob("framefarm-metrics-*")), "the metrics folder outlived the manager"
 
 
 def test_several_workers_on_sqlite_are_refused_with_what_to_do(tmp_path: Path) -> None:
@@ -106,6 +106,28 @@ def test_several_workers_on_sqlite_are_refused_with_what_to_do(tmp_path: Path) -
     assert "--workers 2 needs PostgreSQL" in result.stderr
     assert "run one worker" in result.stderr
     assert not db.exists()  # nothing made before the refusal
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [("--workers", "0", "greater than or equal to 1"), ("--port", "70000", "less than or equal")],
+)
+def test_a_setting_out_of_range_is_refused_with_its_flag_not_a_traceback(
+    tmp_path: Path, flag: str, value: str, says: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "framefarm", "manager", flag, value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 2, result.stderr
+    name = flag.removeprefix("--").upper()
+    assert f"error: {flag} or FRAMEFARM_{name}: Input should be {says}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir())  # no database, no storage
 
 
 def test_workers_get_the_command_lines_settings_through_the_environment(
